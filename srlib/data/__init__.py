@@ -1,0 +1,1 @@
+"""Data: MATLAB-exact resizing, image IO, datasets, download and preparation."""

@@ -1,0 +1,66 @@
+"""Aligned random crops and dihedral augmentation for LR/HR training pairs.
+
+Everything works on uint8 numpy arrays (views, no copies) because that is the
+cheapest place to do it; conversion to float tensors happens once, at the end.
+
+Randomness is drawn from torch's global generator on purpose: DataLoader seeds
+each worker's torch RNG from its own `generator`, so a fixed loader seed (plus
+`torch.manual_seed` for the single-process case) makes crops reproducible
+without any per-worker bookkeeping here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _randint(high: int) -> int:
+    """Uniform integer in [0, high) from torch's global RNG (see module doc)."""
+    return int(torch.randint(high, (1,)).item())
+
+
+def aligned_crop(lr: np.ndarray, hr: np.ndarray, y: int, x: int, lr_size: int, scale: int):
+    """Crop the LR patch at (y, x) and the HR patch covering the same scene area.
+
+    HR pixels [y*s, (y+lr_size)*s) are exactly the pixels the LR pixels
+    [y, y+lr_size) were computed from (up to the filter's support), which is
+    what makes the pair a valid training example.
+    """
+    hy, hx, hs = y * scale, x * scale, lr_size * scale
+    return lr[y:y + lr_size, x:x + lr_size], hr[hy:hy + hs, hx:hx + hs]
+
+
+def random_aligned_crop(lr: np.ndarray, hr: np.ndarray, lr_size: int, scale: int):
+    """Aligned crop at a uniformly random LR position."""
+    h, w = lr.shape[:2]
+    y = _randint(h - lr_size + 1)
+    x = _randint(w - lr_size + 1)
+    return aligned_crop(lr, hr, y, x, lr_size, scale)
+
+
+def dihedral(img: np.ndarray, hflip: bool, vflip: bool, transpose: bool) -> np.ndarray:
+    """One of the 8 symmetries of the square (flips plus a transpose = 90° rotations).
+
+    Natural-image statistics are (roughly) invariant to these, so they multiply
+    the effective training set by 8 for free.
+    """
+    if hflip:
+        img = img[:, ::-1]
+    if vflip:
+        img = img[::-1]
+    if transpose:
+        img = img.swapaxes(0, 1)
+    return img
+
+
+def dihedral_variants(img: np.ndarray) -> list[np.ndarray]:
+    """All 8 dihedral transforms of `img` (used by tests and sanity checks)."""
+    return [dihedral(img, bool(h), bool(v), bool(t))
+            for h in (0, 1) for v in (0, 1) for t in (0, 1)]
+
+
+def random_dihedral_pair(lr: np.ndarray, hr: np.ndarray):
+    """Apply the same random dihedral transform to LR and HR so they stay aligned."""
+    hflip, vflip, transpose = (bool(b) for b in torch.randint(2, (3,)).tolist())
+    return dihedral(lr, hflip, vflip, transpose), dihedral(hr, hflip, vflip, transpose)

@@ -1,0 +1,80 @@
+"""Use a trained generator: load it from a checkpoint, upscale images (tiled when large).
+
+Tiling: the LR image is cut into ``tile`` x ``tile`` pieces that overlap by ``overlap``
+pixels; each piece is upscaled and only its centre (the part whose receptive field lay
+inside the piece) is kept. With an overlap at least the network's receptive radius the
+result equals the untiled one, with memory bounded by the tile size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from srlib import registry
+from srlib.solvers.checkpoint import FORMAT, generator_state, load
+
+
+def load_generator(path: Union[str, Path], device: str = "cpu", prefer_ema: bool = True):
+    """Rebuild the generator a checkpoint was trained with (from the config saved inside it)."""
+    state = load(path, map_location=device)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an srlib checkpoint (no config inside to rebuild "
+                         "the model); load a bare state dict into a model you build yourself")
+    cfg = state["config"]
+    model = registry.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
+    model.load_state_dict(generator_state(state, prefer_ema=prefer_ema))
+    model.scale = cfg["scale"]
+    return model.to(device).eval()
+
+
+@torch.inference_mode()
+def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: Optional[int] = None,
+            overlap: int = 32, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """SR of an NCHW (or CHW) float batch in [0,1]; returns the same layout, clamped to [0,1].
+
+    ``dtype`` lets a GPU run in half precision; the result is float32 either way.
+    """
+    squeeze = lr.dim() == 3
+    x = lr.unsqueeze(0) if squeeze else lr
+    device = next(model.parameters()).device
+    dtype = dtype or torch.float32
+    run = lambda t: model(t.to(device, dtype)).float().clamp_(0, 1).cpu()  # noqa: E731
+    n, c, h, w = x.shape
+    if tile is None or (h <= tile and w <= tile):
+        out = run(x)
+    else:
+        if overlap * 2 >= tile:
+            raise ValueError(f"overlap {overlap} must be less than half the tile {tile}")
+        out = torch.empty(n, 3, h * scale, w * scale)
+        step = tile - 2 * overlap
+        for y0 in range(0, h, step):
+            for x0 in range(0, w, step):
+                ys, xs = max(0, y0 - overlap), max(0, x0 - overlap)
+                ye, xe = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
+                piece = run(x[:, :, ys:ye, xs:xe])
+                yk, xk = (y0 - ys) * scale, (x0 - xs) * scale
+                hk, wk = (min(h, y0 + step) - y0) * scale, (min(w, x0 + step) - x0) * scale
+                out[:, :, y0 * scale:y0 * scale + hk, x0 * scale:x0 * scale + wk] = \
+                    piece[:, :, yk:yk + hk, xk:xk + wk]
+    return out[0] if squeeze else out
+
+
+def to_uint8_image(sr: torch.Tensor, gray: bool = False) -> np.ndarray:
+    """CHW float [0,1] -> HxWx3 uint8 (HxW for a gray source: the mean of the channels)."""
+    x = sr.detach().float().clamp(0, 1)
+    if gray:
+        x = x.mean(dim=0, keepdim=True)
+    arr = (x * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return arr[..., 0] if gray else arr
+
+
+def upscale_image(model: torch.nn.Module, image: np.ndarray, scale: int = 4,
+                  tile: Optional[int] = 256, overlap: int = 32) -> np.ndarray:
+    """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind."""
+    gray = image.ndim == 2
+    rgb = np.repeat(image[..., None], 3, axis=2) if gray else image[..., :3]
+    lr = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    return to_uint8_image(upscale(model, lr, scale, tile, overlap), gray=gray)

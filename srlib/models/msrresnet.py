@@ -1,0 +1,71 @@
+"""MSRResNet: SRResNet without BatchNorm, as in BasicSR (Wang et al., ESRGAN 2018).
+
+Module names match BasicSR's `MSRResNet`, so its state-dict keys map 1:1
+(conv_first, body.N.conv1/conv2, upconv1, upconv2, conv_hr, conv_last).
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import upsample_factors
+
+
+@torch.no_grad()
+def _small_init(module: nn.Module, scale: float = 0.1) -> None:
+    """Kaiming-normal (fan_in, a=0) times `scale`, zero bias: BasicSR's default_init_weights.
+
+    Shrinking every conv makes each residual branch start near zero, so at init the
+    network is close to its skip paths (identity body, bilinear image) and deep
+    stacks train stably without BN.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+            m.weight.mul_(scale)
+            if m.bias is not None:
+                m.bias.zero_()
+
+
+class ResidualBlockNoBN(nn.Module):
+    """conv3x3-ReLU-conv3x3 plus identity. BN is dropped: it hurts SR (EDSR, ESRGAN)."""
+
+    def __init__(self, num_feat: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.conv2 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class MSRResNet(nn.Module):
+    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps).
+
+    The network predicts a residual on top of bilinear upsampling of the input.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
+                 num_block: int = 16, scale: int = 4):
+        super().__init__()
+        self.scale = scale
+        factors = upsample_factors(scale)
+        self.conv_first = nn.Conv2d(in_channels, num_feat, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat) for _ in range(num_block)])
+        self.upconv1 = nn.Conv2d(num_feat, num_feat * factors[0] ** 2, 3, padding=1)
+        if len(factors) == 2:
+            self.upconv2 = nn.Conv2d(num_feat, num_feat * factors[1] ** 2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(factors[0])
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.conv_last = nn.Conv2d(num_feat, out_channels, 3, padding=1)
+        self.lrelu = nn.LeakyReLU(0.1)
+        _small_init(self)  # BasicSR scales every conv here by 0.1, conv_last included
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(self.lrelu(self.conv_first(x)))
+        out = self.lrelu(self.shuffle(self.upconv1(out)))
+        if self.scale == 4:
+            out = self.lrelu(self.shuffle(self.upconv2(out)))
+        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return out + base

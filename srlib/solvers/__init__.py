@@ -1,0 +1,1 @@
+"""Solvers: the training loops (standard pixel/perceptual and GAN)."""

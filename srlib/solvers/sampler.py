@@ -1,0 +1,72 @@
+"""Batches as a pure function of (seed, iteration), so a resumed run sees the same data.
+
+Each iteration's batch is a list of ``(index, sample_seed)`` pairs: indices walk through a
+per-epoch permutation, and ``sample_seed`` drives the random crop and augmentation of that
+item. Nothing depends on worker count or on how many batches were drawn before, which is
+what makes resume-after-SIGKILL reproduce the uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+_MIX = 1_000_003
+
+
+class IterationBatchSampler(Sampler):
+    """Yields batches for iterations ``start, start+1, ..., total-1``.
+
+    With several processes (DDP) each rank takes every ``world_size``-th item of the global
+    batch, so the ranks together see exactly the single-process batch.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, total: int, start: int = 0,
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if num_items < 1:
+            raise ValueError("the training set is empty")
+        self.n, self.batch, self.seed = num_items, batch_size, seed
+        self.total, self.start, self.shuffle = total, start, shuffle
+        self.rank, self.world = rank, world_size
+        self._perm_epoch, self._perm = -1, None
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._perm_epoch:
+            if self.shuffle:
+                gen = torch.Generator().manual_seed(self.seed * _MIX + epoch)
+                self._perm = torch.randperm(self.n, generator=gen)
+            else:
+                self._perm = torch.arange(self.n)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def batch_for(self, iteration: int) -> list[tuple[int, int]]:
+        items = []
+        for j in range(self.batch):
+            k = iteration * self.batch + j
+            index = int(self._order(k // self.n)[k % self.n])
+            items.append((index, (self.seed * _MIX + k) % (2**63)))
+        return items[self.rank::self.world]
+
+    def __iter__(self):
+        for iteration in range(self.start, self.total):
+            yield self.batch_for(iteration)
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset whose randomness comes from torch's global RNG: item (i, seed) is
+    drawn under ``seed`` inside a forked RNG, so it does not disturb anything else."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]

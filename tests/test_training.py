@@ -1,0 +1,139 @@
+"""Training runs: what a run leaves behind, exact resume after SIGKILL, divergence, GAN."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from srlib import config as config_mod
+from srlib.solvers.base import TrainingDiverged
+from srlib.solvers.checkpoint import FORMAT
+from srlib.solvers.gan import GANSolver
+from srlib.train import train
+from conftest import ROOT, tiny_config, write_config
+
+
+def read_log(logdir, kind="train"):
+    lines = (logdir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_run_leaves_config_checkpoints_and_metrics(tmp_path):
+    cfg = config_mod.from_dict(tiny_config(tmp_path))
+    summary = train(cfg, progress=False)
+    run = tmp_path / "run"
+    assert summary["iterations"] == 12
+    assert json.loads((run / "config.json").read_text())["model"] == "msrresnet"
+    state = torch.load(run / "last.pt", weights_only=True)  # no pickled objects inside
+    assert state["format"] == FORMAT and state["iteration"] == 12
+    assert {"model", "optimizer", "scheduler", "ema", "scaler", "rng", "config"} <= set(state)
+    assert state["config"]["model_params"] == {"num_feat": 8, "num_block": 1}
+    train_log, val_log = read_log(run), read_log(run, "val")
+    assert [r["iteration"] for r in train_log] == list(range(1, 13))
+    assert [r["iteration"] for r in val_log] == [6, 12]
+    # best.pt is the checkpoint of the best validation PSNR, not of the lowest training loss
+    best = torch.load(run / "best.pt", weights_only=True)
+    best_val = max(val_log, key=lambda r: r["psnr_y"])
+    assert best["iteration"] == best_val["iteration"]
+    assert best["best_psnr"] == pytest.approx(best_val["psnr_y"])
+    assert summary["bicubic_psnr_y"] == pytest.approx(28.42, abs=0.02)
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*tmp"))
+
+
+def test_training_moves_towards_the_data(tmp_path):
+    """Loss falls: the data and the model really meet (the original moved neither to the device)."""
+    cfg = config_mod.from_dict(tiny_config(tmp_path, iterations=40, validation=None,
+                                           log_every=10))
+    train(cfg, progress=False)
+    losses = [r["loss"] for r in read_log(tmp_path / "run")]
+    assert losses[-1] < losses[0]
+
+
+def _run_cli(config, *extra):
+    cmd = [sys.executable, "-m", "srlib", "train", "--config", str(config), "--no-progress", *extra]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    changes = dict(iterations=60, save_every=10, validation=None,
+                   model_params={"num_feat": 16, "num_block": 2}, patch_size=64)
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    config_a = write_config(straight, **changes)
+    assert _run_cli(config_a).wait(timeout=300) == 0
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    config_b = write_config(killed, **changes)
+    proc = _run_cli(config_b)
+    log, last = killed / "run/metrics.jsonl", killed / "run/last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until a checkpoint exists and training went past it
+        if last.exists() and log.exists() and len(log.read_text().splitlines()) >= 15:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed_from = torch.load(last, weights_only=True)["iteration"]
+    assert 10 <= resumed_from < 60
+
+    assert _run_cli(config_b, "--resume", str(last)).wait(timeout=300) == 0
+    a = {r["iteration"]: r["loss"] for r in read_log(straight / "run")}
+    b = read_log(killed / "run")
+    assert [r["iteration"] for r in b] == list(range(1, 61))  # no duplicates from the crash
+    after = [(r["iteration"], r["loss"]) for r in b if r["iteration"] > resumed_from]
+    assert after and all(loss == a[i] for i, loss in after)
+    final_a = torch.load(straight / "run/last.pt", weights_only=True)["model"]
+    final_b = torch.load(killed / "run/last.pt", weights_only=True)["model"]
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from srlib.solvers.standard import StandardSolver
+    original = StandardSolver.train_step
+
+    def poisoned(self, lr, hr):
+        logs = original(self, lr, hr)
+        return dict(logs, loss=float("nan")) if self.iteration == 8 else logs
+
+    monkeypatch.setattr(StandardSolver, "train_step", poisoned)
+    cfg = config_mod.from_dict(tiny_config(tmp_path, validation=None))
+    with pytest.raises(TrainingDiverged, match="iteration 9.*last good checkpoint"):
+        train(cfg, progress=False)
+    assert torch.load(tmp_path / "run/last.pt", weights_only=True)["iteration"] == 6
+
+
+def test_gan_runs_from_a_trained_generator(tmp_path):
+    (tmp_path / "g").mkdir()
+    train(config_mod.from_dict(tiny_config(tmp_path / "g")), progress=False)
+    g_ckpt = tmp_path / "g/run/best.pt"
+    gan_dir = tmp_path / "gan"
+    gan_dir.mkdir()
+    cfg = config_mod.from_dict(tiny_config(
+        gan_dir, solver="gan", loss_fn=[{"name": "l1", "weight": 1.0},
+                                        {"name": "perceptual", "weight": 1.0,
+                                         "params": {"layer": "vgg22"}},
+                                        {"name": "adversarial", "weight": 1e-3}],
+        generator_path=str(g_ckpt), allow_random_vgg=True, iterations=4, save_every=2,
+        discriminator={"params": {"num_feat": 8}}))
+    solver = GANSolver(cfg, progress=False)
+    g_state = torch.load(g_ckpt, weights_only=True)["model"]
+    assert all(torch.equal(v, g_state[k]) for k, v in solver.model.state_dict().items())
+    summary = train(cfg, progress=False)
+    run = gan_dir / "run"
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert "discriminator" in state["extra"] and "d_optimizer" in state["extra"]
+    assert (run / "discriminator.pt").exists()
+    logs = read_log(run)
+    assert {"l1", "perceptual", "adversarial", "d_loss", "d_real", "d_fake"} <= set(logs[0])
+    assert all(0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1 for r in logs)
+    assert any("RANDOM" in n for n in summary["notes"])  # said plainly in the run's notes
+    notes = read_log(run, "note")
+    assert notes and "RANDOM" in notes[0]["text"]
