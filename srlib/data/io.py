@@ -1,0 +1,161 @@
+"""Image reading/writing with loud failures and uint8 <-> float conversions.
+
+Why so strict: a truncated PNG that decodes to a half-grey image still
+yields a PSNR, just a wrong one. Reads therefore verify the file first and
+raise ``ImageReadError`` naming the file; writes go to a temporary file
+then ``os.replace`` so an interrupted run never leaves half a PNG behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "list_images",
+    "load_image",
+    "save_image",
+    "to_float_tensor",
+    "to_uint8",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, unreadable or corrupt."""
+
+    def __init__(self, path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+def _round_to_uint8(x: np.ndarray) -> np.ndarray:
+    """Clamp to [0, 255] and round half up (values are non-negative)."""
+    return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    """Decoded PIL image -> uint8 HxW (single channel) or HxWx3."""
+    mode = im.mode
+    if mode == "L":
+        return np.asarray(im, dtype=np.uint8)
+    if mode in ("1", "LA"):
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    if mode.startswith("I"):  # I, I;16, I;16B, ...: 16-bit gray -> 8 bits
+        return _round_to_uint8(np.asarray(im, dtype=np.float64) * (255.0 / 65535.0))
+    if mode == "F":  # float gray, taken to be in [0, 1]
+        return _round_to_uint8(np.asarray(im, dtype=np.float64) * 255.0)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)  # RGB(A/X), P, CMYK, YCbCr, ...
+
+
+def load_image(path) -> np.ndarray:
+    """Read an image as uint8: HxWx3 for colour, HxW for single-channel."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
+    try:
+        with Image.open(path) as im:
+            im.verify()  # checks structure/CRCs; catches truncated PNGs
+        with Image.open(path) as im:
+            im.load()  # decodes; raises on truncated data
+            return _pil_to_array(im)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ...)
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _to_hwc_uint8_array(array) -> np.ndarray:
+    arr = to_uint8(array)  # uint8 passes through; floats are clamped and rounded
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+        raise ValueError(f"save_image expects HxW or HxWx3, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def save_image(path, array) -> Path:
+    """Write uint8 or float [0, 1] HxW / HxWx3 atomically; returns the path."""
+    path = Path(path)
+    arr = _to_hwc_uint8_array(array)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format from the extension of {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(arr).save(f, format=fmt)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def list_images(folder) -> list[Path]:
+    """Sorted image paths directly inside ``folder`` (by extension, any case)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
+    paths = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
+    return paths
+
+
+def to_uint8(x) -> np.ndarray:
+    """Float [0, 1] image -> uint8 HxW[x3] numpy (clamp, then round).
+
+    Accepts numpy HxW / HxWxC, or a torch tensor CxHxW / 1xCxHxW / HxW
+    (channels moved last; a single channel gives HxW). uint8 input is
+    returned as an HWC numpy array unchanged.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        if t.dim() == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"to_uint8 takes one image, got a batch of {t.shape[0]}")
+            t = t[0]
+        if t.dim() == 3:
+            t = t[0] if t.shape[0] == 1 else t.permute(1, 2, 0)
+        elif t.dim() != 2:
+            raise ValueError(f"expected CxHxW or HxW tensor, got shape {tuple(x.shape)}")
+        x = t.numpy()
+    arr = np.asarray(x)
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"expected a float [0, 1] or uint8 image, got dtype {arr.dtype}")
+    return _round_to_uint8(arr.astype(np.float64) * 255.0)
+
+
+def to_float_tensor(img) -> torch.Tensor:
+    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1] (HW -> 1xHxW).
+
+    Float numpy input is taken to be in [0, 1] already and is not rescaled.
+    """
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ValueError(f"expected HxW or HxWxC, got shape {arr.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    if arr.dtype == np.uint8:
+        return t.float().div_(255.0)
+    if np.issubdtype(arr.dtype, np.floating):
+        return t.float()
+    raise TypeError(f"expected uint8 or float image, got dtype {arr.dtype}")
