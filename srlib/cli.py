@@ -15,7 +15,7 @@ def _train(args) -> None:
     from srlib.train import describe, train
     overrides = list(args.set or [])
     if args.resume:
-        overrides.append(f"checkpoint={args.resume}")
+        overrides.append(f"checkpoint={Path(args.resume).resolve()}")
     cfg = config_mod.load(args.config, overrides)
     summary = train(cfg, progress=not args.no_progress)
     name = cfg.validation.name if cfg.validation else "validation"

@@ -180,6 +180,8 @@ class Config:
         for i, term in enumerate(self.loss_fn):
             term.check(f"loss_fn[{i}]")
         adversarial = [t for t in self.loss_fn if t.name == "adversarial"]
+        if len(adversarial) > 1:
+            raise ConfigError('key "loss_fn": at most one "adversarial" term')
         if self.solver == "gan":
             if not adversarial:
                 raise ConfigError('key "loss_fn": solver "gan" needs an "adversarial" term')

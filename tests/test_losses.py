@@ -26,8 +26,6 @@ from srlib.losses import (
     PixelLoss,
     PretrainedWeightsUnavailable,
     RandomVGGWeightsWarning,
-    build_content_loss,
-    split_adversarial,
     vgg_layer_end,
 )
 from srlib.losses import perceptual as perceptual_mod
@@ -398,15 +396,13 @@ def test_combined_total_is_weighted_sum():
     assert sr.grad is not None
 
 
-def test_build_content_loss_with_duplicates_and_perceptual():
-    spec = [
-        {"name": "l1", "weight": 1.0},
-        {"name": "l1", "weight": 3.0},
-        {"name": "mse", "weight": 0.1, "params": {}},
-        {"name": "perceptual", "weight": 0.01, "params": {"layer": "vgg22", "allow_random_vgg": True}},
-    ]
-    with pytest.warns(RandomVGGWeightsWarning):
-        combined = _build_offline(spec)
+def test_combined_names_duplicates_apart_and_keeps_vgg_out_of_state():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(perceptual_mod, "load_vgg19_state_dict", _raise_unavailable)
+        with pytest.warns(RandomVGGWeightsWarning):
+            vgg = PerceptualLoss(layer="vgg22", allow_random_weights=True)
+    combined = CombinedLoss([("l1", 1.0, PixelLoss("l1")), ("l1", 3.0, PixelLoss("l1")),
+                             ("mse", 0.1, PixelLoss("mse")), ("perceptual", 0.01, vgg)])
     assert list(combined.terms) == ["l1", "l1_2", "mse", "perceptual"]
     assert combined.weights == {"l1": 1.0, "l1_2": 3.0, "mse": 0.1, "perceptual": 0.01}
     sr, hr = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
@@ -417,34 +413,5 @@ def test_build_content_loss_with_duplicates_and_perceptual():
     assert combined.state_dict() == {}
 
 
-def _build_offline(spec):
-    """build_content_loss with the download forced to fail, so the fallback path is taken."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(perceptual_mod, "load_vgg19_state_dict", _raise_unavailable)
-        return build_content_loss(spec)
-
-
 def _raise_unavailable(*args, **kwargs):
     raise PretrainedWeightsUnavailable("simulated: offline")
-
-
-def test_build_content_loss_rejects_bad_entries():
-    with pytest.raises(ValueError, match="perceptual"):
-        build_content_loss([{"name": "ssim", "weight": 1.0}])
-    with pytest.raises(ValueError, match="split_adversarial"):
-        build_content_loss([{"name": "adversarial", "weight": 1e-3}])
-    with pytest.raises(ValueError):
-        build_content_loss([{"name": "l1", "wieght": 1.0}])
-
-
-def test_split_adversarial():
-    spec = [
-        {"name": "perceptual", "weight": 1.0, "params": {"layer": "vgg54"}},
-        {"name": "adversarial", "weight": 1e-3, "params": {"kind": "relativistic"}},
-    ]
-    content, adversarial = split_adversarial(spec)
-    assert [e["name"] for e in content] == ["perceptual"]
-    assert adversarial == spec[1]
-    assert split_adversarial(spec[:1]) == (spec[:1], None)
-    with pytest.raises(ValueError, match="at most one"):
-        split_adversarial(spec + spec[1:])

@@ -1,13 +1,7 @@
 """Training losses: pixel, VGG perceptual, adversarial, and their weighted sum."""
 
 from .adversarial import ADVERSARIAL_KINDS, AdversarialLoss
-from .combined import (
-    ADVERSARIAL_NAMES,
-    CONTENT_NAMES,
-    CombinedLoss,
-    build_content_loss,
-    split_adversarial,
-)
+from .combined import CombinedLoss
 from .perceptual import (
     VGG19_FILE,
     VGG19_URL,
@@ -21,8 +15,6 @@ from .pixel import PixelLoss
 
 __all__ = [
     "ADVERSARIAL_KINDS",
-    "ADVERSARIAL_NAMES",
-    "CONTENT_NAMES",
     "VGG19_FILE",
     "VGG19_URL",
     "AdversarialLoss",
@@ -31,8 +23,6 @@ __all__ = [
     "PixelLoss",
     "PretrainedWeightsUnavailable",
     "RandomVGGWeightsWarning",
-    "build_content_loss",
     "load_vgg19_state_dict",
-    "split_adversarial",
     "vgg_layer_end",
 ]

@@ -12,6 +12,8 @@ RANDOM_VGG_NOTE = ("VGG19 weights are RANDOM (pretrained ones could not be loade
 
 def build_term(term, config):
     params = dict(term.params)
+    if "input_range" in params:  # JSON has lists, the loss wants a tuple
+        params["input_range"] = tuple(params["input_range"])
     if term.name == "perceptual":
         params.setdefault("allow_random_weights", config.allow_random_vgg)
         with warnings.catch_warnings():

@@ -1,0 +1,99 @@
+"""Inference: tiled upscaling equals untiled; checkpoints rebuild their model; the CLI."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from srlib import config as config_mod
+from srlib.data.io import load_image, save_image
+from srlib.inference import load_generator, upscale, upscale_image
+from srlib.models import MSRResNet
+from srlib.train import train
+from conftest import ROOT, tiny_config, write_config
+
+
+@pytest.mark.parametrize("tile,overlap", [(48, 20), (64, 24)])
+def test_tiled_equals_untiled_for_msrresnet(tile, overlap):
+    torch.manual_seed(0)
+    model = MSRResNet(num_feat=16, num_block=4).eval()  # receptive radius ~11 LR pixels
+    with torch.no_grad():  # make the body matter, not just the bilinear base
+        for p in model.parameters():
+            p.mul_(5)
+    lr = torch.rand(1, 3, 100, 130)
+    whole = upscale(model, lr)
+    tiled = upscale(model, lr, tile=tile, overlap=overlap)
+    assert tiled.shape == whole.shape == (1, 3, 400, 520)
+    assert (tiled - whole).abs().max() < 1e-4
+    # and too small an overlap does show seams: the test can fail
+    seams = upscale(model, lr, tile=tile, overlap=2)
+    assert (seams - whole).abs().max() > 1e-3
+
+
+def test_upscale_rejects_overlap_that_leaves_no_tile():
+    with pytest.raises(ValueError, match="overlap"):
+        upscale(MSRResNet(num_feat=8, num_block=1), torch.rand(1, 3, 64, 64), tile=32, overlap=16)
+
+
+def test_checkpoint_rebuilds_model_and_prefers_ema(tmp_path):
+    cfg = config_mod.from_dict(tiny_config(tmp_path, iterations=6, validation=None,
+                                           ema_decay=0.9))
+    train(cfg, progress=False)
+    state = torch.load(tmp_path / "run/last.pt", weights_only=True)
+    model = load_generator(tmp_path / "run/last.pt")
+    assert model.scale == 4 and not model.training
+    ema = state["ema"]
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert any(not torch.equal(ema[k], state["model"][k]) for k in ema)  # EMA really differs
+    raw = load_generator(tmp_path / "run/last.pt", prefer_ema=False)
+    assert all(torch.equal(v, state["model"][k]) for k, v in raw.state_dict().items())
+
+
+def test_upscale_image_keeps_gray_gray():
+    model = MSRResNet(num_feat=8, num_block=1).eval()
+    gray = load_image(ROOT / "data/Set14/bridge.png")[:40, :30]
+    out = upscale_image(model, gray, tile=16, overlap=4)
+    assert out.shape == (160, 120) and out.dtype == np.uint8
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "srlib", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_train_eval_upscale(tmp_path):
+    config = write_config(tmp_path, iterations=4, save_every=2)
+    done = _cli("train", "--config", config, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "best set5 Y-PSNR" in done.stdout and "bicubic set5 Y-PSNR: 28.42 dB" in done.stdout
+    ckpt = tmp_path / "run/best.pt"
+    evaluated = _cli("eval", "--checkpoint", ckpt, "--data", ROOT / "data/Set5")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "butterfly" in evaluated.stdout and "mean" in evaluated.stdout
+    src = tmp_path / "small.png"
+    save_image(src, load_image(ROOT / "data/Set5/bird.png")[:50, :60])
+    out = tmp_path / "small_x4.png"
+    up = _cli("upscale", "--checkpoint", ckpt, src, out, "--tile", "32", "--overlap", "8")
+    assert up.returncode == 0, up.stderr
+    assert load_image(out).shape == (200, 240, 3)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    config = write_config(tmp_path, optimizer={"name": "sgd", "params": {}})
+    done = _cli("train", "--config", config)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f'error: {config}: key "optimizer.name": unknown value "sgd"; valid: adam, adamw']
+    missing = _cli("eval", "--bicubic", "--data", tmp_path / "nothing")
+    assert missing.returncode == 2 and "nothing" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_resume = _cli("train", "--config", write_config(tmp_path), "--resume", tmp_path / "no.pt")
+    assert bad_resume.returncode == 2 and 'key "checkpoint": file not found' in bad_resume.stderr
+
+
+def test_cli_bicubic_table():
+    done = _cli("eval", "--bicubic", "--data", ROOT / "data/Set5")
+    assert done.returncode == 0
+    mean = [line for line in done.stdout.splitlines() if line.startswith("mean")][0]
+    assert mean.split()[1] == "28.42"
