@@ -13,11 +13,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: the quick pipeline of all four notebooks, headless, into runs/<timestamp>/.
 demo: setup
-	$(PY) -m srlib eval --bicubic --data data/Set5 --data data/Set14
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/run_pipeline.sh quick
 
+# The whole test suite: unit tests, then the notebooks through nbval.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest tests notebooks --nbval-lax
+
+# Re-execute the committed notebooks in place (quick path), so their outputs match the code.
+notebooks: setup
+	cd notebooks && for nb in 0*.ipynb; do ../$(PY) -m papermill --cwd . "$$nb" "$$nb" || exit 1; done
+
+bench: setup
+	$(PY) benchmarks/bench.py --quick
+
+lab: setup
+	$(PY) -m pip install --disable-pip-version-check -q "jupyterlab==4.6.6"
+	cd notebooks && ../$(PY) -m jupyter lab
 
 clean:
-	rm -rf runs results/*.png .pytest_cache
+	rm -rf runs .pytest_cache
