@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/run_pipeline.sh quick
 
-# The whole test suite: unit tests, then the notebooks through nbval.
+# The whole test suite: unit tests (one drives JupyterLab in Debian's Chromium, installed
+# here when missing), then the notebooks through nbval.
 test: setup
+	bash scripts/install_browser_test_deps.sh
 	$(PY) -m pytest tests notebooks --nbval-lax
 
 # Re-execute the committed notebooks in place (quick path), so their outputs match the code.
@@ -29,7 +31,6 @@ bench: setup
 	$(PY) benchmarks/bench.py --quick
 
 lab: setup
-	$(PY) -m pip install --disable-pip-version-check -q "jupyterlab==4.6.6"
 	cd notebooks && ../$(PY) -m jupyter lab
 
 clean:
