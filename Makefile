@@ -15,17 +15,17 @@ $(STAMP): pyproject.toml
 
 # The main job: the quick pipeline of all four notebooks, headless, into runs/<timestamp>/.
 demo: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/run_pipeline.sh quick
+	bash scripts/run_pipeline.sh quick
 
 # The whole test suite: unit tests (one drives JupyterLab in Debian's Chromium, installed
 # here when missing), then the notebooks through nbval.
 test: setup
 	bash scripts/install_browser_test_deps.sh
-	$(PY) -m pytest tests notebooks --nbval-lax
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
 
 # Re-execute the committed notebooks in place (quick path), so their outputs match the code.
 notebooks: setup
-	cd notebooks && for nb in 0*.ipynb; do ../$(PY) -m papermill --cwd . "$$nb" "$$nb" || exit 1; done
+	bash scripts/run_pipeline.sh quick notebooks
 
 bench: setup
 	$(PY) benchmarks/bench.py --quick

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
@@ -92,6 +93,12 @@ def save_csv(rows: Sequence[Mapping], path: PathLike, columns: Sequence[str]) ->
             writer.writerow(["" if r.get(c) is None else
                              (f"{r[c]:.4f}" if isinstance(r[c], float) else r[c]) for c in columns])
     return path
+
+
+def _shown(path: PathLike) -> str:
+    """``path`` relative to the working directory when it is below it or near (for printing)."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("../../") else str(path)
 
 
 def format_mapping(values: Mapping, digits: int = 2) -> str:
@@ -204,6 +211,18 @@ def y_channel(img: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- training data
 
+def benchmark_item(folder: PathLike, name: str, scale: int = 4) -> dict:
+    """One image of a benchmark folder as the evaluation dataset gives it (``lr`` tensor,
+    ``hr_uint8``, ...), looked up by its name."""
+    from srlib.registry import build_eval_dataset
+    dataset = build_eval_dataset("folder", folder, scale=scale)
+    for item in dataset.items:
+        if item["name"] == name:
+            return dict(item)
+    raise KeyError(f"no image named {name!r} in {folder}; "
+                   f"there are {[it['name'] for it in dataset.items]}")
+
+
 def folder_summary(folder: PathLike, patch_size: int = 96, scale: int = 4) -> dict:
     """Count and sizes of the images in a folder, and how many are too small for a patch."""
     sizes = []
@@ -214,10 +233,9 @@ def folder_summary(folder: PathLike, patch_size: int = 96, scale: int = 4) -> di
     w = np.array([s[1] for s in sizes])
     lr = patch_size // scale
     too_small = int(np.sum(np.minimum(h // scale, w // scale) < lr))
-    return {"folder": str(folder), "images": len(sizes),
-            "min_size": f"{int(h.min())}x{int(w.min())}" if len(sizes) else "-",
-            "height": (int(h.min()), int(np.median(h)), int(h.max())),
-            "width": (int(w.min()), int(np.median(w)), int(w.max())),
+    return {"folder": _shown(folder), "images": len(sizes),
+            "height (min, median, max)": (int(h.min()), int(np.median(h)), int(h.max())),
+            "width (min, median, max)": (int(w.min()), int(np.median(w)), int(w.max())),
             "megapixels": float(np.sum(h * w) / 1e6),
             "smaller_than_patch": too_small, "patch_size": patch_size}
 
@@ -234,7 +252,7 @@ def training_data(cfg, prepare: bool = False) -> dict:
         prepare_dataset(name, root=root.parent, scale=cfg.scale)
     folder = root / "HR" if prepared else root
     if not folder.is_dir():
-        return {"folder": str(folder), "images": 0,
+        return {"folder": _shown(folder), "images": 0,
                 "note": f"{name} is not prepared yet: run with prepare_full = True "
                         f"or `srlib prepare {name} --root {root.parent}`"}
     return folder_summary(folder, cfg.patch_size, cfg.scale)
@@ -247,7 +265,8 @@ def augmented_patches(root: PathLike, patch_size: int = 96, scale: int = 4, coun
     from srlib.data.io import to_uint8
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "skipped N small images": folder_summary reports it
-        dataset = PairedPatchDataset(root, patch_size=patch_size, scale=scale)
+        # no cache: a prepared DIV2K folder holds tens of thousands of crops; six are needed
+        dataset = PairedPatchDataset(root, patch_size=patch_size, scale=scale, cache=False)
     torch.manual_seed(seed)
     picks = torch.randperm(len(dataset))[:count].tolist()
     return [(to_uint8(item["lr"]), to_uint8(item["hr"])) for item in (dataset[i] for i in picks)]
@@ -335,7 +354,7 @@ def mean_colour_shifts(bench_set: Mapping, border: int = 4) -> dict[str, dict]:
 def crop_tensor(img: np.ndarray, box: Sequence[int]) -> torch.Tensor:
     """A ``(top, left, h, w)`` crop of a uint8 HxWx3 image as a 1x3xhxw float tensor in [0, 1]."""
     top, left, h, w = box
-    crop = np.ascontiguousarray(np.asarray(img)[top:top + h, left:left + w])
+    crop = np.array(np.asarray(img)[top:top + h, left:left + w])  # a writable copy
     return torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255.0
 
 
@@ -348,18 +367,28 @@ def perceptual_from_config(cfg):
     return build_term(term, cfg)
 
 
-# Three ways the SR/HR images can reach an ImageNet VGG. Only the first is right.
+# How images in [0, 1] can be mapped before an ImageNet VGG sees them. Only the first is right.
 VGG_INPUTS = {
-    "right: (x - mean) / std": lambda x, m, s: (x - m) / s,
-    "wrong: [0,1] fed raw": lambda x, m, s: x,
-    "wrong: [-1,1] data, [0,1] mean/std": lambda x, m, s: (2 * x - 1 - m) / s,
+    "(x - mean) / std": lambda x, m, s: (x - m) / s,
+    "x raw, not normalised": lambda x, m, s: x,
+    "2x - 1 with [0,1] mean/std": lambda x, m, s: (2 * x - 1 - m) / s,
+}
+
+# Perceptual-loss set-ups: (mapping of SR, mapping of HR). The last is the one-sided mistake:
+# the data loader normalises HR (as classification transforms do), the generator's output is
+# fed to VGG as it is.
+VGG_LOSS_SETUPS = {
+    "right: both (x - mean) / std": ("(x - mean) / std", "(x - mean) / std"),
+    "both raw [0,1]": ("x raw, not normalised", "x raw, not normalised"),
+    "both [-1,1], [0,1] mean/std": ("2x - 1 with [0,1] mean/std", "2x - 1 with [0,1] mean/std"),
+    "HR normalised, SR raw": ("x raw, not normalised", "(x - mean) / std"),
 }
 
 
 def vgg_input_stats(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> list[dict]:
-    """Per-channel mean and std of what VGG receives for an image in [0, 1], per variant.
+    """Per-channel mean and std of what VGG receives for an image in [0, 1], per mapping.
 
-    ImageNet VGG was trained on inputs with mean 0 and std 1 per channel; anything else
+    ImageNet VGG was trained on inputs with about mean 0 and std 1 per channel; anything else
     sits in a part of the input space its filters never saw.
     """
     x = image if image.dim() == 4 else image[None]
@@ -372,65 +401,43 @@ def vgg_input_stats(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     return rows
 
 
-def _perceptual(loss, sr: torch.Tensor, hr: torch.Tensor, variant: str) -> torch.Tensor:
-    """``loss``'s distance (its VGG, rescale and criterion) with a chosen input mapping."""
-    fn = VGG_INPUTS[variant]
-    feats = lambda x: loss.vgg(fn(x, loss.mean, loss.std)) * loss.rescale  # noqa: E731
+def _perceptual(loss, sr: torch.Tensor, hr: torch.Tensor, setup: str) -> torch.Tensor:
+    """``loss``'s distance (its VGG, rescale and criterion) with the inputs mapped per ``setup``."""
+    sr_map, hr_map = (VGG_INPUTS[k] for k in VGG_LOSS_SETUPS[setup])
     with torch.no_grad():
-        target = feats(hr)
-    return F.mse_loss(feats(sr), target) if loss.criterion == "mse" else F.l1_loss(feats(sr), target)
+        target = loss.vgg(hr_map(hr, loss.mean, loss.std)) * loss.rescale
+    feats = loss.vgg(sr_map(sr, loss.mean, loss.std)) * loss.rescale
+    return F.mse_loss(feats, target) if loss.criterion == "mse" else F.l1_loss(feats, target)
 
 
-def colour_sensitivity(loss, hr: torch.Tensor, delta: float = 10 / 255) -> list[dict]:
-    """How strongly each VGG input variant penalises a colour cast, relative to noise.
+def colour_drift(loss, start: torch.Tensor, hr: torch.Tensor, cast: Sequence[float] = (0, 0, 0),
+                 setups: Optional[Sequence[str]] = None, steps: int = 30, lr: float = 2e-3
+                 ) -> list[dict]:
+    """Where does the perceptual loss alone push an image's colours? One row per set-up.
 
-    For each variant: the perceptual loss of ``hr`` shifted by ``delta`` in one channel
-    (a pure colour cast), divided by the loss of ``hr`` plus zero-mean noise with the same
-    pixel MSE (a texture change). A small ratio means the loss barely notices a cast, so
-    other terms (the adversarial one) can push colours around unopposed.
+    ``start`` (1x3xHxW in [0, 1], e.g. the MSE model's SR of a crop) is first made colour-neutral
+    (its per-channel mean is set to HR's), then ``cast`` (0-255 units per channel) is added.
+    ``steps`` of Adam on its pixels towards ``hr`` follow. Reported: the mean SR - HR shift per
+    channel afterwards (0-255 units) and, as means over the channels of absolute values, the
+    shift ``before`` and ``after``. A right set-up keeps a neutral start neutral and shrinks a
+    cast; a broken one moves colours by itself or leaves a cast in place.
     """
-    x = hr if hr.dim() == 4 else hr[None]
-    gen = torch.Generator().manual_seed(0)
-    noise = torch.randn(x.shape, generator=gen)
-    noise = noise - noise.mean(dim=(2, 3), keepdim=True)
-    noise = noise * (delta / noise.pow(2).mean().sqrt()) / math.sqrt(3)  # same MSE as a 1-channel cast
+    x0 = (start if start.dim() == 4 else start[None]).detach().float()
+    target = (hr if hr.dim() == 4 else hr[None]).float()
+    x0 = x0 - (x0 - target).mean(dim=(2, 3), keepdim=True)
+    x0 = x0 + torch.tensor(cast, dtype=x0.dtype).view(1, 3, 1, 1) / 255.0
+    before = colour_shift(x0[0], target[0])
     rows = []
-    with torch.no_grad():
-        for variant in VGG_INPUTS:
-            base = float(_perceptual(loss, x + noise, x, variant))
-            row = {"input": variant}
-            for i, c in enumerate(CHANNELS):
-                cast = torch.zeros_like(x)
-                cast[:, i] += delta
-                row[c] = float(_perceptual(loss, x + cast, x, variant)) / max(base, 1e-20)
-            rows.append(row)
-    return rows
-
-
-def colour_drift(loss, start: torch.Tensor, hr: torch.Tensor, steps: int = 40,
-                 lr: float = 2e-3, cast: Sequence[float] = (12, 0, -12)) -> list[dict]:
-    """Does minimising the perceptual loss alone remove a colour cast? Per VGG input variant.
-
-    Starts from ``start`` (e.g. a blurred SR, [0, 1]) with ``cast`` (0-255 units per channel)
-    added, runs ``steps`` of Adam on its pixels against ``hr``, and reports the remaining
-    shift (0-255, per channel) and how much of the cast was removed.
-    """
-    x0 = (start if start.dim() == 4 else start[None]).detach()
-    target = hr if hr.dim() == 4 else hr[None]
-    offset = torch.tensor(cast, dtype=x0.dtype).view(1, 3, 1, 1) / 255.0
-    before = colour_shift((x0 + offset)[0], target[0])
-    rows = []
-    for variant in VGG_INPUTS:
-        x = (x0 + offset).clone().requires_grad_(True)
+    for setup in setups or VGG_LOSS_SETUPS:
+        x = x0.clone().requires_grad_(True)
         opt = torch.optim.Adam([x], lr=lr)
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            _perceptual(loss, x, target, variant).backward()
+            _perceptual(loss, x, target, setup).backward()
             opt.step()
         after = colour_shift(x.detach()[0], target[0])
-        removed = 1 - np.abs(after).sum() / max(np.abs(before).sum(), 1e-12)
-        rows.append({"input": variant, **dict(zip(CHANNELS, map(float, after))),
-                     "cast_removed": float(removed)})
+        rows.append({"setup": setup, "before": float(np.abs(before).mean()),
+                     **dict(zip(CHANNELS, map(float, after))), "after": float(np.abs(after).mean())})
     return rows
 
 
@@ -488,8 +495,8 @@ def find_checkpoints(configs: Mapping[str, Optional[PathLike]]
         if ckpt.is_file():
             found[label] = ckpt
         else:
-            notes.append(f"{label}: no run at {ckpt} (train it with `srlib train {config_path}` "
-                         "or its notebook); left out")
+            notes.append(f"{label}: no run at {_shown(ckpt)} (train it with "
+                         f"`srlib train --config {_shown(config_path)}` or its notebook); left out")
     return found, notes
 
 

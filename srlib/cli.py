@@ -6,6 +6,7 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +19,9 @@ def _train(args) -> None:
         overrides.append(f"checkpoint={Path(args.resume).resolve()}")
     cfg = config_mod.load(args.config, overrides)
     summary = train(cfg, progress=not args.no_progress)
-    name = cfg.validation.name if cfg.validation else "validation"
-    print(describe(summary, name))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once
+        name = cfg.validation.name if cfg.validation else "validation"
+        print(describe(summary, name))
 
 
 def _eval(args) -> None:

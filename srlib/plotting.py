@@ -22,10 +22,19 @@ Box = tuple[int, int, int, int]  # (top, left, height, width) in pixels
 _META_KEYS = {"kind", "iteration", "loss", "it_per_s", "lr", "d_loss", "d_real", "d_fake"}
 
 
-def notebook_style(dpi: int = 80) -> None:
-    """Compact figures for notebooks (small PNGs in the committed outputs)."""
+def notebook_style(dpi: int = 80, jpeg_quality: Optional[int] = 85) -> None:
+    """Compact figures for notebooks: small fonts, ``dpi`` on screen, and (inside IPython)
+    inline figures as JPEG, which keeps photo grids in the committed notebooks at a fraction
+    of their PNG size. ``jpeg_quality=None`` keeps PNG."""
     plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": 100, "font.size": 9,
-                         "axes.titlesize": 9, "figure.autolayout": False})
+                         "axes.titlesize": 9})
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if jpeg_quality is not None and get_ipython() is not None:
+        set_matplotlib_formats("jpeg", pil_kwargs={"quality": jpeg_quality})
 
 
 def save(fig, path: PathLike, dpi: int = 100) -> Path:
@@ -39,15 +48,25 @@ def save(fig, path: PathLike, dpi: int = 100) -> Path:
 # --------------------------------------------------------------------------- metrics.jsonl
 
 def load_metrics(logdir: PathLike) -> dict[str, list[dict]]:
-    """A run's ``metrics.jsonl`` grouped by kind: ``{"train": [...], "val": [...], "note": [...]}``."""
+    """The latest run's ``metrics.jsonl`` records grouped by kind:
+    ``{"train": [...], "val": [...], "note": [...]}``.
+
+    Training a config again from scratch appends to the same file, so the records are cut
+    where the iteration count goes back, and only the last run is kept (a resumed run
+    continues the count and stays whole).
+    """
     path = Path(logdir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {logdir}: has this run been trained?")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    start = 0
+    for i in range(1, len(records)):
+        if records[i].get("iteration", 0) < records[i - 1].get("iteration", 0):
+            start = i
     out: dict[str, list[dict]] = {"train": [], "val": [], "note": []}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            out.setdefault(record.get("kind", "train"), []).append(record)
+    for record in records[start:]:
+        out.setdefault(record.get("kind", "train"), []).append(record)
     return out
 
 
@@ -200,6 +219,17 @@ def image_row(images: Mapping[str, np.ndarray], box: Optional[Box] = None, panel
     return fig
 
 
+def clamp_figure(hr: np.ndarray, raw: torch.Tensor, size: int = 64, panel: float = 3.0):
+    """HR, the raw SR output clamped then converted, and converted without a clamp (wrapping),
+    zoomed where the two conversions differ most."""
+    from srlib.analysis import wrap_to_uint8
+    from srlib.inference import to_uint8_image
+    clamped, wrapped = to_uint8_image(raw), wrap_to_uint8(raw)
+    box = detail_box(np.abs(wrapped.astype(np.int16) - clamped), size)
+    return image_row({"HR": hr, "clamp, then uint8 (right)": clamped,
+                      "uint8 without clamp (wraps)": wrapped}, box=box, panel=panel)
+
+
 def difference_figure(images: Mapping[str, np.ndarray], reference: str, gain: float = 10.0,
                       panel: float = 3.0):
     """The reference image, then ``gain`` x |image - reference| for every other image."""
@@ -311,7 +341,7 @@ def perception_distortion_plot(rows: Sequence[Mapping]):
         ax.set_ylabel("LPIPS (AlexNet), lower = better")
     else:
         ax.axhline(1.0, color="gray", ls="--", lw=1, label="HR has ratio 1")
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
         ax.set_ylabel("detail ratio: Laplacian energy SR / HR\n(stand-in, not LPIPS)")
     ax.set_xlabel("Y-PSNR (dB), higher = less distortion")
     ax.grid(alpha=0.3)

@@ -41,6 +41,12 @@ class BaseSolver(abc.ABC):
         self.device = torch.device(device or _resolve_device(config.device, self.dist))
         self.progress = progress and self.dist.is_main
         self.logdir = Path(config.logdir)
+        batch = config.dataset.params.batch_size
+        if batch % self.dist.world_size:
+            raise config_mod.ConfigError(
+                f'key "dataset.params.batch_size": {batch} does not split evenly over the '
+                f"{self.dist.world_size} processes of this torchrun run (each rank takes an "
+                f"equal share of the global batch); use a multiple of {self.dist.world_size}")
         torch.manual_seed(config.seed)
 
         self.model = registry.build_model(config).to(self.device)
@@ -166,7 +172,10 @@ class BaseSolver(abc.ABC):
                     self._validate_and_keep_best()
                 if self.iteration % cfg.save_every == 0:
                     self.save_checkpoint("last")
-                if time.monotonic() > deadline:
+                # Under DDP the ranks' clocks disagree: stop all of them when any is out of
+                # time, or the others would wait forever in the next step's all-reduce.
+                if math.isfinite(deadline) and self.dist.any(time.monotonic() > deadline,
+                                                              self.device):
                     stopped_by_time = True
                     break
         finally:
@@ -237,24 +246,28 @@ class BaseSolver(abc.ABC):
         return self.ema.module if self.ema is not None else self.model
 
     def _validate_and_keep_best(self) -> None:
-        if not self.dist.is_main:
-            self.dist.barrier()
-            return
-        cfg = self.config.validation
-        scores = validate(self.eval_model(), self.val_set, self.device, scale=self.config.scale,
-                          max_images=cfg.max_images)
-        record = {"kind": "val", "iteration": self.iteration, **scores}
-        self._append_log(record)
+        """Rank 0 validates; every rank gets its Y-PSNR, so a plateau scheduler (and best_psnr)
+        steps alike on all of them and their learning rates never part."""
+        psnr_y = 0.0
+        if self.dist.is_main:
+            cfg = self.config.validation
+            scores = validate(self.eval_model(), self.val_set, self.device,
+                              scale=self.config.scale, max_images=cfg.max_images)
+            self._append_log({"kind": "val", "iteration": self.iteration, **scores})
+            psnr_y = scores["psnr_y"]
+        psnr_y = self.dist.broadcast(psnr_y, self.device)  # the others wait here for rank 0
         if self._plateau_scheduler:
-            self.scheduler.step(scores["psnr_y"])
-        if scores["psnr_y"] > self.best_psnr:
-            self.best_psnr = scores["psnr_y"]
-            self.save_checkpoint("best")
+            self.scheduler.step(psnr_y)
+        if psnr_y > self.best_psnr:
+            self.best_psnr = psnr_y
+            self.save_checkpoint("best")  # rank 0 only
         self.dist.barrier()
 
     def _log_train(self, window: list[dict], rate: float, bar) -> None:
-        keys = window[0].keys()
-        means = {k: sum(w[k] for w in window) / len(window) for k in keys}
+        keys = list(window[0].keys())
+        means = [sum(w[k] for w in window) / len(window) for k in keys]
+        # Each rank saw its share of the batch: log the whole batch's figures (their mean).
+        means = dict(zip(keys, self.dist.mean(means, self.device)))
         record = {"kind": "train", "iteration": self.iteration, **means, "it_per_s": rate,
                   "lr": self.optimizer.param_groups[0]["lr"]}
         if bar is not None:

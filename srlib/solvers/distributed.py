@@ -48,8 +48,37 @@ class DistInfo:
         if not self.enabled:
             return model
         from torch.nn.parallel import DistributedDataParallel
-        ids = [self.local_rank] if next(model.parameters()).is_cuda else None
-        return DistributedDataParallel(model, device_ids=ids)
+        on_gpu = next(model.parameters()).is_cuda
+        if on_gpu:  # batch-norm statistics over the whole global batch, not each rank's share
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=[self.local_rank] if on_gpu else None)
+
+    # Small collectives that keep the ranks' decisions identical. Each is a no-op for a
+    # single process; under DDP every rank must call it at the same point of the loop.
+
+    def broadcast(self, value: float, device) -> float:
+        """Rank 0's ``value`` on every rank (e.g. the validation PSNR only rank 0 computes)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value if self.is_main else 0.0], dtype=torch.float64, device=device)
+        torch_dist.broadcast(t, src=0)
+        return float(t.item())
+
+    def mean(self, values: list, device) -> list:
+        """Each of ``values`` averaged over the ranks (e.g. the logged half-batch losses)."""
+        if not self.enabled:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        torch_dist.all_reduce(t)
+        return (t / self.world_size).tolist()
+
+    def any(self, flag: bool, device) -> bool:
+        """True on every rank when ``flag`` is true on at least one (e.g. a time budget)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def barrier(self) -> None:
         if self.enabled and torch_dist.is_initialized():

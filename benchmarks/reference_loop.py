@@ -1,0 +1,71 @@
+"""The plain PyTorch loop srlib's training loop is measured against (see bench.py).
+
+It does the optimisation work an srlib run does for the same config - same model class and
+size, Adam with the config's parameters, mean L1, one scheduler step, the EMA update when the
+config has one, the loss read back as a Python float every step - and nothing else: no data
+loading (random tensors of the batch's shapes, made once), no checkpoints, no logs.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+from srlib import registry
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class ReferenceTrainer:
+    """One plain training step at a time (so a benchmark can interleave it with srlib's)."""
+
+    def __init__(self, cfg, device="cpu", precision: str = "fp32", channels_last: bool = False):
+        self.device = torch.device(device)
+        torch.manual_seed(cfg.seed)
+        memory = torch.channels_last if channels_last else torch.contiguous_format
+        model = registry.build_model(cfg).to(self.device)  # the same class srlib builds
+        self.model = model.to(memory_format=memory)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), **cfg.optimizer.params)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=10**6)
+        self.ema_decay = cfg.ema_decay
+        self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay else None
+        batch, hr_size = cfg.dataset.params.batch_size, cfg.patch_size
+        lr_size = hr_size // cfg.scale
+        self.lr = torch.rand(batch, 3, lr_size, lr_size,
+                             device=self.device).contiguous(memory_format=memory)
+        self.hr = torch.rand(batch, 3, hr_size, hr_size,
+                             device=self.device).contiguous(memory_format=memory)
+        self.precision = precision
+        self.model.train()
+
+    def step(self) -> float:
+        """One optimisation step; returns its seconds."""
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if self.precision == "bf16" else contextlib.nullcontext())
+        _sync(self.device)
+        start = time.perf_counter()
+        with autocast:
+            sr = self.model(self.lr)
+        loss = F.l1_loss(sr.float(), self.hr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.model.parameters()):
+                    e.lerp_(p, 1 - self.ema_decay)
+        loss.item()  # what a loop that logs its loss does; also waits for the GPU
+        return time.perf_counter() - start
+
+
+def reference_train_steps(cfg, steps: int, device="cpu", precision: str = "fp32",
+                          channels_last: bool = False) -> list[float]:
+    """Seconds per step for ``steps`` steps (the caller drops the first, warm-up ones)."""
+    trainer = ReferenceTrainer(cfg, device, precision, channels_last)
+    return [trainer.step() for _ in range(steps)]
