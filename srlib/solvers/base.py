@@ -53,6 +53,8 @@ class BaseSolver(abc.ABC):
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.dist.wrap(self.model)  # DDP when distributed, the model otherwise
+        if config.compile:  # the same weights: checkpoints still save self.model's state
+            self.net = torch.compile(self.net)
         self.optimizer = registry.build_optimizer(config.optimizer, self.model.parameters())
         self.train_set = registry.build_train_dataset(config)
         self.total_iterations = self._total_iterations()
