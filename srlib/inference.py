@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from srlib import registry
+from srlib.data.datasets import gray_from_rgb
+from srlib.data.io import to_uint8
 from srlib.solvers.checkpoint import FORMAT, generator_state, load
 
 
@@ -64,11 +66,8 @@ def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: Opti
 
 def to_uint8_image(sr: torch.Tensor, gray: bool = False) -> np.ndarray:
     """CHW float [0,1] -> HxWx3 uint8 (HxW for a gray source: the mean of the channels)."""
-    x = sr.detach().float().clamp(0, 1)
-    if gray:
-        x = x.mean(dim=0, keepdim=True)
-    arr = (x * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return arr[..., 0] if gray else arr
+    image = to_uint8(sr)
+    return gray_from_rgb(image) if gray else image
 
 
 def upscale_image(model: torch.nn.Module, image: np.ndarray, scale: int = 4,
