@@ -56,7 +56,7 @@ def _upscale(args) -> None:
              if src.is_dir() else [(src, dst)])
     for inp, out in pairs:
         sr = upscale_image(model, load_image(inp), scale=model.scale, tile=args.tile,
-                           overlap=args.overlap)
+                           overlap=args.overlap, precision=args.precision)
         save_image(out, sr)
         print(f"{inp} -> {out} ({sr.shape[1]}x{sr.shape[0]})")
 
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--tile", type=int, default=256, help="LR tile size (bounded memory)")
     p.add_argument("--overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                   help="auto: fp16 on a GPU, fp32 on the CPU")
     p.set_defaults(run=_upscale)
 
     p = sub.add_parser("prepare", help="download and cut DIV2K / DF2K into sub-images")

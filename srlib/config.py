@@ -20,6 +20,10 @@ from typing import Any, Optional, Union
 from srlib import registry
 
 
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune",
+                 "max-autotune-no-cudagraphs")
+
+
 class ConfigError(ValueError):
     """A problem in a configuration file, phrased for the person who wrote it."""
 
@@ -50,6 +54,9 @@ class DatasetConfig:
     params: LoaderParams = field(default_factory=LoaderParams)
     cache: bool = True
     skip_corrupt: bool = False
+    # Keep the whole set as uint8 on the training device and cut batches there (crop and
+    # flips on the GPU, no loader workers): srlib.data.device_batches.
+    on_device: bool = False
 
     def check(self, where: str) -> None:
         _choice(self.name, registry.TRAIN_DATASETS, f"{where}.name")
@@ -150,7 +157,9 @@ class Config:
     allow_random_vgg: bool = False
     precision: str = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    # torch.compile: false, true (= "default"), or a mode; "reduce-overhead" adds CUDA graphs,
+    # which removes the per-kernel launch cost that limits small SR models on fast GPUs.
+    compile: Union[bool, str] = False
 
     def check(self) -> None:
         _choice(self.model, registry.MODELS, "model")
@@ -158,6 +167,7 @@ class Config:
         _choice(self.scale, (2, 3, 4), "scale")
         _choice(self.device, ("auto", "cpu", "cuda"), "device")
         _choice(self.precision, ("fp32", "bf16", "fp16"), "precision")
+        _choice(self.compile, COMPILE_MODES, "compile")
         if self.epochs is None and self.iterations is None and self.max_minutes is None:
             raise ConfigError('missing key: give "epochs" or "iterations" (or "max_minutes") '
                               "so the run knows when to stop")
@@ -338,7 +348,17 @@ def _coerce(value: Any, hint: Any, where: str):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        hint = next(o for o in options if o is not type(None))
+        kinds = [o for o in options if o is not type(None)]
+        if len(kinds) > 1:  # e.g. compile: true/false or a mode name
+            for kind in kinds:
+                try:
+                    return _coerce(value, kind, where)
+                except ConfigError:
+                    pass
+            names = " or ".join({bool: "true/false", str: "a string", int: "an integer",
+                                 float: "a number"}.get(k, str(k)) for k in kinds)
+            raise ConfigError(f'key "{where}": expected {names}, got {json.dumps(value)}')
+        hint = kinds[0]
         origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
@@ -362,7 +382,7 @@ def _join(where: str, key: str) -> str:
 def _choice(value: Any, valid, key: str) -> None:
     if value not in valid:
         raise ConfigError(f'key "{key}": unknown value {json.dumps(value)}; '
-                          f"valid: {', '.join(str(v) for v in valid)}")
+                          f"valid: {', '.join(v if isinstance(v, str) else json.dumps(v) for v in valid)}")
 
 
 def _at_least(value: int, low: int, key: str) -> None:

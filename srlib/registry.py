@@ -63,13 +63,24 @@ LOSSES = {
 
 # --------------------------------------------------------------------------- optimisers
 
+def _on_gpu(params, kw: dict):
+    """Parameters as a list, and ``fused=True`` when they all live on a GPU and the config
+    does not say otherwise: one kernel for the whole update instead of several per tensor."""
+    params = list(params)
+    if "fused" not in kw and params and all(p.is_cuda for p in params):
+        kw = {**kw, "fused": True}
+    return params, kw
+
+
 def _adam(params, **kw):
     import torch
+    params, kw = _on_gpu(params, kw)
     return torch.optim.Adam(params, **kw)
 
 
 def _adamw(params, **kw):
     import torch
+    params, kw = _on_gpu(params, kw)
     return torch.optim.AdamW(params, **kw)
 
 
@@ -187,8 +198,10 @@ def build_scheduler(sched_config, optimizer, total_iterations):
 
 def build_train_dataset(config):
     d = config.dataset
+    # on_device decodes straight into device memory: no second decoded copy in host RAM
     return TRAIN_DATASETS[d.name](d.root, config.patch_size, config.scale,
-                                  cache=d.cache, skip_corrupt=d.skip_corrupt)
+                                  cache=d.cache and not d.on_device,
+                                  skip_corrupt=d.skip_corrupt)
 
 
 def build_eval_dataset(name, root, scale=4):

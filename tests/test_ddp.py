@@ -70,8 +70,14 @@ def _log(run, kind="train"):
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-def _close(a: dict, b: dict, rel=1e-4):
-    """Same keys, and every tensor within ``rel`` of the other (relative to its norm)."""
+def _close(a: dict, b: dict, rel=1e-3):
+    """Same keys, and every tensor within ``rel`` of the other (relative to its norm).
+
+    Not 1e-6: the all-reduce sums the half-batch gradients in another order, and Adam divides
+    each update by the root of its running squared gradient, so for a parameter whose gradient
+    is near zero (a small bias) a rounding difference becomes a visible one (4e-4 seen after 8
+    steps). A wrong batch split or an unsynchronised step differs by orders of magnitude more.
+    """
     assert a.keys() == b.keys()
     for k in a:
         diff = (a[k].double() - b[k].double()).norm()

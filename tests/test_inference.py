@@ -36,6 +36,35 @@ def test_upscale_rejects_overlap_that_leaves_no_tile():
         upscale(MSRResNet(num_feat=8, num_block=1), torch.rand(1, 3, 64, 64), tile=32, overlap=16)
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# fp16 autocast is a GPU feature; bf16 runs on both
+@pytest.mark.parametrize("device,precision", [("cpu", "bf16")] + [
+    ("cuda", p) for p in ("bf16", "fp16") if "cuda" in DEVICES])
+def test_half_precision_upscale_stays_close_to_fp32(device, precision):
+    torch.manual_seed(0)
+    model = MSRResNet(num_feat=16, num_block=2).to(device).eval()
+    lr = torch.rand(1, 3, 40, 52)
+    full = upscale(model, lr, tile=24, overlap=6)
+    half = upscale(model, lr, tile=24, overlap=6, precision=precision)
+    assert half.dtype == torch.float32 and half.device.type == "cpu"
+    assert next(model.parameters()).dtype == torch.float32  # the model is not converted
+    err = (half - full).abs()
+    assert 0 < err.max() < 0.03 and err.mean() < 3e-3  # really ran in half, and close
+
+
+def test_precision_auto_is_fp32_on_cpu_and_unknown_names_are_refused():
+    from srlib.inference import resolve_precision
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    model = MSRResNet(num_feat=8, num_block=1).eval()
+    lr = torch.rand(1, 3, 16, 16)
+    assert torch.equal(upscale(model, lr, precision="auto"), upscale(model, lr))
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        upscale(model, lr, precision="fp8")
+
+
 def test_checkpoint_rebuilds_model_and_prefers_ema(tmp_path):
     cfg = config_mod.from_dict(tiny_config(tmp_path, iterations=6, validation=None,
                                            ema_decay=0.9))
@@ -77,6 +106,11 @@ def test_cli_train_eval_upscale(tmp_path):
     up = _cli("upscale", "--checkpoint", ckpt, src, out, "--tile", "32", "--overlap", "8")
     assert up.returncode == 0, up.stderr
     assert load_image(out).shape == (200, 240, 3)
+    half = tmp_path / "small_x4_bf16.png"
+    up = _cli("upscale", "--checkpoint", ckpt, src, half, "--precision", "bf16")
+    assert up.returncode == 0, up.stderr
+    diff = np.abs(load_image(half).astype(int) - load_image(out).astype(int))
+    assert diff.mean() < 1.0 and diff.max() <= 8  # bf16 keeps ~3 significant digits
 
 
 def test_cli_errors_are_one_line(tmp_path):

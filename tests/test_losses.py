@@ -389,8 +389,9 @@ def test_combined_total_is_weighted_sum():
     total, parts = combined(sr, hr)
     l1 = (sr - hr).abs().mean().item()
     mse = ((sr - hr) ** 2).mean().item()
-    assert parts == pytest.approx({"l1": l1, "mse": mse})
-    assert all(type(v) is float for v in parts.values())
+    assert {k: v.item() for k, v in parts.items()} == pytest.approx({"l1": l1, "mse": mse})
+    # detached 0-dim tensors: logging them must not keep the graph or wait for the device
+    assert all(v.dim() == 0 and not v.requires_grad for v in parts.values())
     assert total.item() == pytest.approx(0.5 * l1 + 2.0 * mse)
     total.backward()
     assert sr.grad is not None
@@ -408,7 +409,7 @@ def test_combined_names_duplicates_apart_and_keeps_vgg_out_of_state():
     sr, hr = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     total, parts = combined(sr, hr)
     assert parts["l1"] == parts["l1_2"]
-    expected = sum(combined.weights[name] * value for name, value in parts.items())
+    expected = sum(combined.weights[name] * value.item() for name, value in parts.items())
     assert total.item() == pytest.approx(expected, rel=1e-5)
     assert combined.state_dict() == {}
 

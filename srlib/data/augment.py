@@ -15,9 +15,20 @@ import numpy as np
 import torch
 
 
-def _randint(high: int) -> int:
-    """Uniform integer in [0, high) from torch's global RNG (see module doc)."""
-    return int(torch.randint(high, (1,)).item())
+def draw_patch_params(lr_hw: tuple[int, int], lr_size: int, augment: bool,
+                      generator: torch.Generator | None = None) -> tuple[int, int, tuple]:
+    """(y, x, (hflip, vflip, transpose)) of one random aligned crop and dihedral transform.
+
+    The one place the draws happen, so the CPU loader and the on-device batch cutter
+    (``srlib.data.device_batches``) turn the same seed into the same patch. All five numbers
+    come from one call (a GPU step lasts a few milliseconds, and the device path makes 16 of
+    these per step on the host); reducing 30-bit draws modulo a crop range of at most a few
+    thousand positions leaves a bias below one in 10^5.
+    """
+    h, w = lr_hw
+    y, x, *bits = torch.randint(1 << 30, (5,), generator=generator).tolist()
+    flips = tuple(bool(b & 1) for b in bits) if augment else (False, False, False)
+    return y % (h - lr_size + 1), x % (w - lr_size + 1), flips
 
 
 def aligned_crop(lr: np.ndarray, hr: np.ndarray, y: int, x: int, lr_size: int, scale: int):
@@ -29,14 +40,6 @@ def aligned_crop(lr: np.ndarray, hr: np.ndarray, y: int, x: int, lr_size: int, s
     """
     hy, hx, hs = y * scale, x * scale, lr_size * scale
     return lr[y:y + lr_size, x:x + lr_size], hr[hy:hy + hs, hx:hx + hs]
-
-
-def random_aligned_crop(lr: np.ndarray, hr: np.ndarray, lr_size: int, scale: int):
-    """Aligned crop at a uniformly random LR position."""
-    h, w = lr.shape[:2]
-    y = _randint(h - lr_size + 1)
-    x = _randint(w - lr_size + 1)
-    return aligned_crop(lr, hr, y, x, lr_size, scale)
 
 
 def dihedral(img: np.ndarray, hflip: bool, vflip: bool, transpose: bool) -> np.ndarray:
@@ -58,9 +61,3 @@ def dihedral_variants(img: np.ndarray) -> list[np.ndarray]:
     """All 8 dihedral transforms of `img` (used by tests and sanity checks)."""
     return [dihedral(img, bool(h), bool(v), bool(t))
             for h in (0, 1) for v in (0, 1) for t in (0, 1)]
-
-
-def random_dihedral_pair(lr: np.ndarray, hr: np.ndarray):
-    """Apply the same random dihedral transform to LR and HR so they stay aligned."""
-    hflip, vflip, transpose = (bool(b) for b in torch.randint(2, (3,)).tolist())
-    return dihedral(lr, hflip, vflip, transpose), dihedral(hr, hflip, vflip, transpose)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from srlib.data.augment import random_aligned_crop, random_dihedral_pair
+from srlib.data.augment import aligned_crop, dihedral, draw_patch_params
 from srlib.data.io import ImageReadError, list_images, load_image, to_float_tensor
 from srlib.evaluate import make_lr
 
@@ -173,9 +173,9 @@ class PairedPatchDataset(Dataset):
             raise IndexError(f"index {index} out of range for length {self.length}")
         k = index % len(self.paths)
         hr, lr = self._images[k] if self.cache else self._load_pair(*self.paths[k])
-        lr, hr = random_aligned_crop(lr, hr, self.lr_size, self.scale)
-        if self.augment:
-            lr, hr = random_dihedral_pair(lr, hr)
+        y, x, flips = draw_patch_params(lr.shape[:2], self.lr_size, self.augment)
+        lr, hr = aligned_crop(lr, hr, y, x, self.lr_size, self.scale)
+        lr, hr = dihedral(lr, *flips), dihedral(hr, *flips)
         # Crops/flips are strided views; to_float_tensor makes the single copy.
         return {"lr": to_float_tensor(lr), "hr": to_float_tensor(hr)}
 

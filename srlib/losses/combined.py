@@ -28,8 +28,9 @@ def _unique_names(names: Iterable[str]) -> list[str]:
 class CombinedLoss(nn.Module):
     """``total = sum(weight * term(sr, hr))``, also reporting every unweighted term.
 
-    forward returns ``(total, {name: float})``; the dict holds detached
-    Python floats, ready for logging, while ``total`` keeps the graph.
+    forward returns ``(total, {name: tensor})``; the dict holds detached 0-dim tensors for
+    logging, while ``total`` keeps the graph. They stay tensors so that a GPU step never
+    waits for the host: the solver reads them back once per logging window.
     """
 
     def __init__(self, terms: Sequence[tuple[str, float, nn.Module]]) -> None:
@@ -40,13 +41,14 @@ class CombinedLoss(nn.Module):
         self.weights = {name: float(weight) for name, (_, weight, _) in zip(names, terms)}
         self.terms = nn.ModuleDict({name: module for name, (_, _, module) in zip(names, terms)})
 
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, sr: torch.Tensor,
+                hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         total = sr.new_zeros(())
-        values: dict[str, float] = {}
+        values: dict[str, torch.Tensor] = {}
         for name, module in self.terms.items():
             value = module(sr, hr)
             total = total + self.weights[name] * value
-            values[name] = value.detach().item()
+            values[name] = value.detach()
         return total, values
 
     def extra_repr(self) -> str:

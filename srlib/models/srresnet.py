@@ -1,10 +1,31 @@
 """SRResNet, the generator of SRGAN (Ledig et al. 2017, "Photo-Realistic Single
 Image Super-Resolution Using a Generative Adversarial Network")."""
 
+from typing import Optional, Sequence
+
 import torch
 import torch.nn as nn
 
 from .blocks import ShuffleUp, upsample_factors
+
+
+# Mean RGB of the DIV2K training images in [0, 1] (the figure EDSR's MeanShift uses).
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+@torch.no_grad()
+def init_output_mean(conv: nn.Conv2d, mean: Sequence[float]) -> None:
+    """Start the last conv's bias at the data's mean colour.
+
+    Nothing else in SRResNet shifts the output, and Adam moves a bias by about one learning
+    rate per step: from 0, reaching a mean of 0.45 at lr 5e-4 would take ~900 steps of
+    producing images that are too dark. Starting there costs nothing and changes no
+    parameter count; the weights keep PyTorch's default initialisation.
+    """
+    if len(mean) != conv.out_channels:
+        raise ValueError(f"output_mean has {len(mean)} values for {conv.out_channels} "
+                         "output channels")
+    conv.bias.copy_(torch.tensor(mean, dtype=conv.bias.dtype))
 
 
 class ResidualBlockBN(nn.Module):
@@ -32,7 +53,8 @@ class SRResNet(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
-                 num_block: int = 16, scale: int = 4):
+                 num_block: int = 16, scale: int = 4,
+                 output_mean: Optional[Sequence[float]] = DIV2K_RGB_MEAN):
         super().__init__()
         self.scale = scale
         # the 9x9 head/tail give a wide receptive field at the ends of the net
@@ -45,6 +67,8 @@ class SRResNet(nn.Module):
             *[ShuffleUp(num_feat, f, nn.PReLU()) for f in upsample_factors(scale)]
         )
         self.tail = nn.Conv2d(num_feat, out_channels, 9, padding=4)
+        if output_mean is not None:
+            init_output_mean(self.tail, output_mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)

@@ -54,9 +54,15 @@ class BaseSolver(abc.ABC):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.dist.wrap(self.model)  # DDP when distributed, the model otherwise
         if config.compile:  # the same weights: checkpoints still save self.model's state
-            self.net = torch.compile(self.net)
+            mode = "default" if config.compile is True else config.compile
+            self.net = torch.compile(self.net, mode=mode)
         self.optimizer = registry.build_optimizer(config.optimizer, self.model.parameters())
         self.train_set = registry.build_train_dataset(config)
+        self.device_batches = None
+        if config.dataset.on_device:  # the whole set as uint8 on the device (see its module)
+            from srlib.data.device_batches import DeviceBatches
+            self.device_batches = DeviceBatches(self.train_set, self.device,
+                                                progress=self.progress)
         self.total_iterations = self._total_iterations()
         self.scheduler = registry.build_scheduler(config.scheduler, self.optimizer,
                                                   self.total_iterations)
@@ -76,7 +82,8 @@ class BaseSolver(abc.ABC):
 
     @abc.abstractmethod
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
-        """One optimisation step; returns the floats to log (``loss`` at least)."""
+        """One optimisation step; returns what to log (``loss`` at least) as detached 0-dim
+        tensors (or floats): the loop reads them back once per logging window."""
 
     def extra_state(self) -> dict:
         """Subclass state saved beside the generator's (the GAN solver adds D)."""
@@ -120,8 +127,9 @@ class BaseSolver(abc.ABC):
             raise ValueError(f"{path}: not an srlib training checkpoint (use generator_path "
                              "to start from bare generator weights)")
         self.model.load_state_dict(state["model"])
-        if self.ema is not None and state.get("ema_state") is not None:
-            self.ema.load_state_dict(state["ema_state"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.load_state_dict(state.get("ema_state") or {})
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -157,22 +165,28 @@ class BaseSolver(abc.ABC):
             for batch in loader:
                 lr = self._to_device(batch["lr"])
                 hr = self._to_device(batch["hr"])
-                logs = self.train_step(lr, hr)
-                self._check_finite(logs)
+                window.append(self.train_step(lr, hr))  # tensors: no wait for the device
                 self.iteration += 1
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
                 if self.scheduler is not None and not self._plateau_scheduler:
                     self.scheduler.step()
-                window.append(logs)
                 bar.update(1)
-                if self.iteration % cfg.log_every == 0 or self.iteration == self.total_iterations:
+                logging = (self.iteration % cfg.log_every == 0
+                           or self.iteration == self.total_iterations)
+                validating = self.val_set is not None and self.iteration % cfg.validation.every == 0
+                saving = self.iteration % cfg.save_every == 0
+                if logging or validating or saving:
+                    # Read the window's losses back (one device sync) and stop on NaN/Inf
+                    # before anything is validated or saved.
+                    self._settle(window)
+                if logging:
                     rate = len(window) / max(1e-9, time.monotonic() - window_start)
                     self._log_train(window, rate, bar)
                     window, window_start = [], time.monotonic()
-                if self.val_set is not None and self.iteration % cfg.validation.every == 0:
+                if validating:
                     self._validate_and_keep_best()
-                if self.iteration % cfg.save_every == 0:
+                if saving:
                     self.save_checkpoint("last")
                 # Under DDP the ranks' clocks disagree: stop all of them when any is out of
                 # time, or the others would wait forever in the next step's all-reduce.
@@ -183,6 +197,7 @@ class BaseSolver(abc.ABC):
         finally:
             bar.close()
         if window:
+            self._settle(window)
             self._log_train(window, len(window) / max(1e-9, time.monotonic() - window_start), None)
         if self.val_set is not None and self.iteration % cfg.validation.every != 0:
             self._validate_and_keep_best()
@@ -204,12 +219,16 @@ class BaseSolver(abc.ABC):
             return cfg.epochs * per_epoch
         return 10**9  # bounded by max_minutes only
 
-    def _loader(self) -> DataLoader:
+    def _loader(self):
+        """This rank's batches from the current iteration on: a DataLoader over the CPU
+        dataset, or batches cut on the device when ``dataset.on_device`` is set."""
         p = self.config.dataset.params
         sampler = IterationBatchSampler(len(self.train_set), p.batch_size, self.config.seed,
                                         self.total_iterations, start=self.iteration,
                                         shuffle=p.shuffle, rank=self.dist.rank,
                                         world_size=self.dist.world_size)
+        if self.device_batches is not None:
+            return (self.device_batches.batch(items) for items in sampler)
         return DataLoader(SeededItems(self.train_set), batch_sampler=sampler,
                           num_workers=p.num_workers, pin_memory=p.pin_memory,
                           persistent_workers=p.num_workers > 0,
@@ -233,15 +252,30 @@ class BaseSolver(abc.ABC):
     def _plateau_scheduler(self) -> bool:
         return isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
-    def _check_finite(self, logs: dict) -> None:
-        bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
-        if bad:
-            last = self.logdir / "last.pt"
-            kept = f"the last good checkpoint {last} is intact" if last.exists() else \
-                "no checkpoint had been written yet"
-            raise TrainingDiverged(
-                f"loss became non-finite at iteration {self.iteration + 1} ({bad}); training "
-                f"stopped and {kept}. Lower the learning rate, or use precision fp32.")
+    def _settle(self, window: list[dict]) -> None:
+        """Turn the window's logged tensors into floats in place, with one read-back for all of
+        them, and raise :class:`TrainingDiverged` at the first non-finite value.
+
+        Steps return detached tensors instead of floats so a GPU step never waits for the
+        host; this runs before every log line, validation and checkpoint, so no NaN weights
+        are ever scored or saved.
+        """
+        slots = [(i, k) for i, logs in enumerate(window) for k, v in logs.items()
+                 if isinstance(v, torch.Tensor)]
+        if slots:
+            values = torch.stack([window[i][k].float().reshape(()) for i, k in slots]).tolist()
+            for (i, k), value in zip(slots, values):
+                window[i][k] = value
+        first = self.iteration - len(window) + 1  # the iteration of window[0]
+        for offset, logs in enumerate(window):
+            bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+            if bad:
+                last = self.logdir / "last.pt"
+                kept = (f"the last good checkpoint {last} is intact" if last.exists() else
+                        "no checkpoint had been written yet")
+                raise TrainingDiverged(
+                    f"loss became non-finite at iteration {first + offset} ({bad}); training "
+                    f"stopped and {kept}. Lower the learning rate, or use precision fp32.")
 
     def eval_model(self) -> torch.nn.Module:
         """The weights to evaluate and publish: the EMA copy when there is one."""

@@ -20,7 +20,8 @@ class StandardSolver(BaseSolver):
             self.model.load_state_dict(generator_state(config.generator_path))
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
-        self.net.train()
+        if not self.model.training:  # validation switched it to eval (a walk over every
+            self.net.train()         # module: ~1 ms of host time, so not on every step)
         with self.autocast():
             sr = self.net(lr)
         total, terms = self.loss(sr.float(), hr)
@@ -28,7 +29,7 @@ class StandardSolver(BaseSolver):
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {"loss": float(total.detach()), **terms}
+        return {"loss": total.detach(), **terms}
 
     def load_checkpoint(self, path) -> None:
         self.restore(path)
