@@ -35,6 +35,22 @@ step "full MSRResNet on T91, on-device data, bf16 + channels_last + CUDA graphs,
   --set validation.every=2000 --set save_every=2000 --set log_every=500 \
   --set scheduler.params.T_0="$iters" 2>&1 | tee "$out/train.log" || status=1
 
+# Every other full config, briefly: 300 iterations each on T91, SRGANs from the SRResNet
+# just trained (random VGG weights: nothing can be downloaded on a closed machine).
+for name in srresnet_x4 srgan_paper_x4 srgan_x4; do
+  step "full config $name, 300 iterations on T91"
+  extra=()
+  case $name in  # each SRGAN starts from the generator it names: SRResNet or MSRResNet
+    srgan_paper_x4) extra=(--set generator_path="$out/srresnet_x4/last.pt") ;;
+    srgan_x4) extra=(--set generator_path="$out/msrresnet_t91/last.pt") ;;
+  esac
+  [[ $name == srgan* ]] && extra+=(--set allow_random_vgg=true)
+  "$py" -m srlib train --config "configs/$name.json" --no-progress \
+    --set logdir="$out/$name" --set dataset.name=t91 --set dataset.root=data/T91 \
+    --set iterations=300 --set validation.every=300 --set save_every=300 \
+    --set log_every=100 "${extra[@]}" 2>&1 | tail -4 | tee "$out/$name.log" || status=1
+done
+
 step "where the host time goes (cProfile, CUDA graphs)"
 "$py" benchmarks/profile_step.py --iterations 1000 --top 25 --set compile=reduce-overhead \
   2>&1 | tee "$out/profile.txt" || status=1

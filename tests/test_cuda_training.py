@@ -29,26 +29,38 @@ def _losses(run):
 
 @pytest.mark.parametrize("option", list(OPTIONS) if CUDA else [])
 def test_cuda_training_option_trains_and_checkpoints(tmp_path, option):
+    from srlib import registry
     changes = dict(OPTIONS[option])
     on_device = changes.pop("on_device", False)
-    cfg = tiny_config(tmp_path, device="cuda", iterations=40, save_every=20, log_every=10,
+    # lr 1e-3: at 3e-3 the fp16 run stalls (its loss stays flat; fp32 and bf16 learn), a
+    # precision limit rather than a plumbing fault, seen on an H100
+    cfg = tiny_config(tmp_path, device="cuda", iterations=200, save_every=100, log_every=50,
                       model_params={"num_feat": 16, "num_block": 2},
-                      optimizer={"name": "adam", "params": {"lr": 2e-3}}, **changes)
+                      validation={"root": tiny_config(tmp_path)["validation"]["root"],
+                                  "name": "set5", "every": 100, "max_images": 2},
+                      optimizer={"name": "adam", "params": {"lr": 1e-3}}, **changes)
     cfg["dataset"]["on_device"] = on_device
-    summary = train(config_mod.from_dict(cfg), progress=False)
+    solver = registry.build_solver(config_mod.from_dict(cfg), progress=False)
+    fixed = {k: v.to("cuda") for k, v in next(iter(solver._loader())).items()}
+
+    def l1() -> float:  # one fixed batch: window losses see different patches
+        with torch.no_grad():
+            return (solver.model(fixed["lr"]) - fixed["hr"]).abs().mean().item()
+
+    before = l1()
+    summary = solver.solve()
     losses = _losses(tmp_path / "run")
     assert len(losses) == 4 and all(l == l for l in losses)  # finite: NaN != NaN
-    psnr = [json.loads(line)["psnr_y"] for line in (tmp_path / "run/metrics.jsonl")
-            .read_text().splitlines() if json.loads(line)["kind"] == "val"]
-    assert psnr[-1] > psnr[0]  # it learns (window losses see different patches; PSNR does not)
+    assert l1() < 0.95 * before  # it learns (about 0.85x after 200-300 steps on an H100)
     state = torch.load(tmp_path / "run/last.pt", weights_only=True)
-    assert state["iteration"] == 40
+    assert state["iteration"] == 200
     assert summary["best_val_psnr_y"] > 20
 
 
-@pytest.mark.parametrize("precision", ["bf16"] if CUDA else [])
-def test_cuda_gan_step_runs_and_writes_d(tmp_path, precision):
-    cfg = tiny_config(tmp_path, device="cuda", solver="gan", precision=precision,
+@pytest.mark.parametrize("compile_mode", [False, "reduce-overhead"] if CUDA else [])
+def test_cuda_gan_step_runs_and_writes_d(tmp_path, compile_mode):
+    cfg = tiny_config(tmp_path, device="cuda", solver="gan", precision="bf16",
+                      compile=compile_mode, ema_decay=0.9,
                       channels_last=True, iterations=6, save_every=3, validation=None,
                       loss_fn=[{"name": "l1", "weight": 1.0},
                                {"name": "perceptual", "weight": 1.0, "params": {"layer": "vgg22"}},
