@@ -37,6 +37,20 @@ def test_generator_channels_and_bad_scale(arch):
         arch(scale=8)
 
 
+def test_untrained_srresnet_outputs_the_mean_colour():
+    """The tail bias starts at DIV2K's mean colour (Adam would need ~900 steps to walk it
+    there from 0 at lr 5e-4); output_mean=None keeps PyTorch's plain initialisation."""
+    torch.manual_seed(0)
+    lr = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        shifted = SRResNet(num_feat=16, num_block=2).eval()(lr).mean(dim=(0, 2, 3))
+        plain = SRResNet(num_feat=16, num_block=2, output_mean=None).eval()(lr).mean(dim=(0, 2, 3))
+    assert torch.allclose(shifted, torch.tensor([0.4488, 0.4371, 0.4040]), atol=0.05)
+    assert plain.abs().max() < 0.1
+    with pytest.raises(ValueError, match="output_mean has 2 values"):
+        SRResNet(output_mean=(0.5, 0.5))
+
+
 def test_small_variants_work_and_train():
     for arch in (SRResNet, MSRResNet):
         model = arch(num_feat=32, num_block=4)

@@ -67,6 +67,8 @@ class SRResNet(nn.Module):
             *[ShuffleUp(num_feat, f, nn.PReLU()) for f in upsample_factors(scale)]
         )
         self.tail = nn.Conv2d(num_feat, out_channels, 9, padding=4)
+        if output_mean is DIV2K_RGB_MEAN and out_channels != 3:  # e.g. a Y-only model
+            output_mean = (sum(DIV2K_RGB_MEAN) / 3,) * out_channels
         if output_mean is not None:
             init_output_mean(self.tail, output_mean)
 
