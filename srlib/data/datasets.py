@@ -168,11 +168,15 @@ class PairedPatchDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded uint8 ``(hr, lr)`` of image ``k``: from the cache when there is one."""
+        return self._images[k] if self.cache else self._load_pair(*self.paths[k])
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for length {self.length}")
         k = index % len(self.paths)
-        hr, lr = self._images[k] if self.cache else self._load_pair(*self.paths[k])
+        hr, lr = self.pair(k)
         y, x, flips = draw_patch_params(lr.shape[:2], self.lr_size, self.augment)
         lr, hr = aligned_crop(lr, hr, y, x, self.lr_size, self.scale)
         lr, hr = dihedral(lr, *flips), dihedral(hr, *flips)

@@ -42,7 +42,7 @@ class DeviceBatches:
                    disable=not progress)
         # Decoding is most of the time and PIL releases the GIL: a few threads overlap it.
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for hr, lr in pool.map(lambda k: _pair(dataset, k), range(pairs)):
+            for hr, lr in pool.map(dataset.pair, range(pairs)):
                 self.hr_images.append(self._upload(hr))
                 self.lr_images.append(self._upload(lr))
                 bar.update(1)
@@ -99,13 +99,6 @@ def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
             f"{need / 2**30:.1f} GiB as uint8, but {device} has {free / 2**30:.1f} of "
             f"{total / 2**30:.1f} GiB free; set dataset.on_device to false (CPU workers feed "
             "the GPU) or train on a card with more memory")
-
-
-def _pair(dataset: PairedPatchDataset, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The decoded uint8 (hr, lr) of image ``k``: from the dataset's cache when it has one."""
-    if dataset.cache:
-        return dataset._images[k]
-    return dataset._load_pair(*dataset.paths[k])
 
 
 def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
