@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srlib.data.imresize import imresize, modcrop
+from srlib.data.imresize import imresize, make_lr
 from srlib.data.io import list_images, load_image
 from srlib.metrics import psnr, ssim
 
@@ -34,16 +34,6 @@ __all__ = [
 ]
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
-
-
-def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cropped HR, LR): modcrop to ``scale``, then MATLAB bicubic x1/scale.
-
-    The single place that defines how LR inputs are made, so training data
-    and evaluation cannot drift apart. Both are uint8 for uint8 input.
-    """
-    hr = modcrop(np.asarray(hr), scale)
-    return hr, imresize(hr, 1.0 / scale)
 
 
 def score_pair(sr: np.ndarray, hr: np.ndarray, border: int) -> dict:

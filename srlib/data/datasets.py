@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from srlib.data.augment import aligned_crop, dihedral, draw_patch_params
 from srlib.data.io import ImageReadError, list_images, load_image, to_float_tensor
-from srlib.evaluate import make_lr
+from srlib.data.imresize import make_lr
 
 
 def as_rgb(img: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["imresize", "modcrop"]
+__all__ = ["imresize", "make_lr", "modcrop"]
 
 _KERNEL_WIDTH = 4.0
 
@@ -182,3 +182,13 @@ def modcrop(img, scale: int):
         return img[..., : h - h % scale, : w - w % scale]
     h, w = img.shape[:2]
     return img[: h - h % scale, : w - w % scale, ...]
+
+
+def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cropped HR, LR): modcrop to ``scale``, then MATLAB bicubic x1/scale.
+
+    The single place that defines how LR inputs are made, so training data and evaluation
+    cannot drift apart. Both are uint8 for uint8 input.
+    """
+    hr = modcrop(np.asarray(hr), scale)
+    return hr, imresize(hr, 1.0 / scale)

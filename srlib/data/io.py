@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,13 @@ from PIL import Image
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
+    "atomic_path",
     "list_images",
     "load_image",
     "save_image",
     "to_float_tensor",
     "to_uint8",
+    "write_text_atomic",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -83,6 +87,30 @@ def _to_hwc_uint8_array(array) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+@contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block ends
+    without error, so a crash never leaves a half-written file under the real name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write a text file (a config, a manifest) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def save_image(path, array) -> Path:
     """Write uint8 or float [0, 1] HxW / HxWx3 atomically; returns the path."""
     path = Path(path)
@@ -90,17 +118,8 @@ def save_image(path, array) -> Path:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format from the extension of {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(arr).save(f, format=fmt)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format=fmt)
     return path
 
 
