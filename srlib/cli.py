@@ -10,49 +10,49 @@ import os
 import sys
 from pathlib import Path
 
+from srlib import build, config
+from srlib.data.download import DownloadError
+from srlib.data.io import ImageReadError, list_images, load_image, save_image
+from srlib.data.prepare import prepare_dataset
+from srlib.evaluate import bicubic_baseline, format_table, score_model
+from srlib.distributed import pick_device
+from srlib.inference import load_generator, upscale_image
+from srlib.losses import PretrainedWeightsUnavailable
+from srlib.metrics import summarize
+from srlib.train import TrainingDiverged, describe, train
+
+USER_ERRORS = (config.ConfigError, FileNotFoundError, ImageReadError, DownloadError,
+               PretrainedWeightsUnavailable, TrainingDiverged)
+
 
 def _train(args) -> None:
-    from srlib import config as config_mod
-    from srlib.train import describe, train
     overrides = list(args.set or [])
     if args.resume:
         overrides.append(f"checkpoint={Path(args.resume).resolve()}")
-    cfg = config_mod.load(args.config, overrides)
+    cfg = config.load(args.config, overrides)
     summary = train(cfg, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once
-        name = cfg.validation.name if cfg.validation else "validation"
-        print(describe(summary, name))
+        print(describe(summary, cfg.validation.name if cfg.validation else "validation"))
 
 
 def _eval(args) -> None:
-    from srlib.evaluate import bicubic_baseline, format_table
+    model = load_generator(args.checkpoint, pick_device()) if args.checkpoint else None
     for folder in args.data:
-        title = Path(folder).name
         if args.bicubic:
             rows = bicubic_baseline(folder, scale=args.scale)
-            print(format_table(rows, f"{title}: bicubic x{args.scale}"))
-        if args.checkpoint:
-            import torch
-
-            from srlib import registry
-            from srlib.inference import load_generator
-            from srlib.solvers.validate import score_model
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            model = load_generator(args.checkpoint, device=device)
-            dataset = registry.build_eval_dataset("folder", folder, scale=model.scale)
-            rows = score_model(model, dataset, device, border=model.scale, scale=model.scale)
-            print(format_table(rows, f"{title}: {Path(args.checkpoint).name}"))
+            print(format_table(rows + [summarize(rows)],
+                               title=f"{Path(folder).name}: bicubic x{args.scale}"))
+        if model is not None:
+            rows = score_model(model, build.eval_dataset("folder", folder, model.scale))
+            print(format_table(rows + [summarize(rows)],
+                               title=f"{Path(folder).name}: {Path(args.checkpoint).name}"))
         print()
 
 
 def _upscale(args) -> None:
-    from srlib.data.io import list_images, load_image, save_image
-    from srlib.inference import load_generator, upscale_image
-    import torch
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_generator(args.checkpoint, device=device)
+    model = load_generator(args.checkpoint, pick_device())
     src, dst = Path(args.input), Path(args.output)
-    pairs = ([(p, dst / (p.stem + ".png")) for p in map(Path, list_images(src))]
+    pairs = ([(p, dst / (p.stem + ".png")) for p in list_images(src)]
              if src.is_dir() else [(src, dst)])
     for inp, out in pairs:
         sr = upscale_image(model, load_image(inp), scale=model.scale, tile=args.tile,
@@ -62,7 +62,6 @@ def _upscale(args) -> None:
 
 
 def _prepare(args) -> None:
-    from srlib.data.prepare import prepare_dataset
     out = prepare_dataset(args.name, root=args.root, workers=args.workers)
     print(f"prepared {args.name}: {out}")
 
@@ -83,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, help="folder of HR images (repeatable)")
     p.add_argument("--bicubic", action="store_true", help="score the bicubic baseline")
     p.add_argument("--checkpoint", help="score a trained generator")
-    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--scale", type=int, default=4, help="bicubic scale factor")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("upscale", help="upscale an image (or a folder) with a trained generator")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("--checkpoint", required=True, help="a trained generator (best.pt, last.pt)")
+    p.add_argument("input", help="an image, or a folder of images")
+    p.add_argument("output", help="the output image, or a folder for a folder input")
     p.add_argument("--tile", type=int, default=256, help="LR tile size (bounded memory)")
     p.add_argument("--overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
@@ -97,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_upscale)
 
     p = sub.add_parser("prepare", help="download and cut DIV2K / DF2K into sub-images")
-    p.add_argument("name", choices=["div2k", "df2k"])
-    p.add_argument("--root", default="data")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("name", choices=["div2k", "df2k"], help="the training set")
+    p.add_argument("--root", default="data", help="data folder (archives go to ROOT/downloads)")
+    p.add_argument("--workers", type=int, default=None, help="processes cutting sub-images")
     p.set_defaults(run=_prepare)
     return parser
 
@@ -114,17 +113,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - turn known user errors into one line
-        if _is_user_error(err):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
-
-
-def _is_user_error(err: Exception) -> bool:
-    from srlib.config import ConfigError
-    from srlib.solvers.base import TrainingDiverged
-    known = (ConfigError, FileNotFoundError, TrainingDiverged)
-    names = {"ImageReadError", "DownloadError", "ChecksumError", "PretrainedWeightsUnavailable"}
-    return isinstance(err, known) or type(err).__name__ in names

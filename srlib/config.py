@@ -1,10 +1,12 @@
-"""JSON run configuration -> typed, validated objects, and back.
+"""JSON run configuration -> typed, validated dataclasses, and back.
 
-The format is the original project's (``logdir``, ``model``, ``solver``, ``epochs``,
-``loss_fn``, ``patch_size``, ``checkpoint``, ``generator_path``, ``dataset``, ``optimizer``,
-``scheduler``); keys were added, none renamed. Every mistake a person can make in the file is
-reported as one :class:`ConfigError` that names the file, the key and what would be valid,
-instead of a traceback from deep inside training.
+The format is that of the PyTorch SRGAN project this repository grew from (keys ``logdir``,
+``model``, ``solver``, ``epochs``, ``loss_fn``, ``patch_size``, ``checkpoint``,
+``generator_path``, ``dataset``, ``optimizer``, ``scheduler``); keys were added, none renamed.
+Every mistake a person can make in the file is one :class:`ConfigError` naming the file, the
+key and what would be valid. This module checks types, ranges and fixed choices; the names of
+models, losses, optimisers, schedulers and datasets are checked by ``srlib.build``, which owns
+the tables they come from. It imports nothing from srlib.
 """
 from __future__ import annotations
 
@@ -15,11 +17,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
-
-from srlib import registry
+from typing import Any, Union
 
 
+SOLVERS = ("std", "gan")  # the training step: pixel/perceptual losses, or a GAN with its D
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune",
                  "max-autotune-no-cudagraphs")
 
@@ -59,7 +60,6 @@ class DatasetConfig:
     on_device: bool = False
 
     def check(self, where: str) -> None:
-        _choice(self.name, registry.TRAIN_DATASETS, f"{where}.name")
         self.params.check(f"{where}.params")
 
 
@@ -70,10 +70,9 @@ class ValidationConfig:
     root: str = "data/Set5"
     name: str = "set5"
     every: int = 500
-    max_images: Optional[int] = None
+    max_images: int | None = None
 
     def check(self, where: str) -> None:
-        _choice(self.name, registry.EVAL_DATASETS, f"{where}.name")
         _at_least(self.every, 1, f"{where}.every")
         if self.max_images is not None:
             _at_least(self.max_images, 1, f"{where}.max_images")
@@ -85,7 +84,6 @@ class OptimizerConfig:
     params: dict = field(default_factory=lambda: {"lr": 1e-4, "betas": [0.9, 0.99]})
 
     def check(self, where: str) -> None:
-        _choice(self.name, registry.OPTIMIZERS, f"{where}.name")
         lr = self.params.get("lr", 1e-3)
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
             raise ConfigError(f'key "{where}.params.lr": must be a positive number, got {lr!r}')
@@ -95,9 +93,6 @@ class OptimizerConfig:
 class SchedulerConfig:
     name: str
     params: dict = field(default_factory=dict)
-
-    def check(self, where: str) -> None:
-        _choice(self.name, registry.SCHEDULERS, f"{where}.name")
 
 
 @dataclass
@@ -109,7 +104,6 @@ class LossTerm:
     params: dict = field(default_factory=dict)
 
     def check(self, where: str) -> None:
-        _choice(self.name, registry.LOSSES, f"{where}.name")
         if self.weight < 0:
             raise ConfigError(f'key "{where}.weight": must be >= 0, got {self.weight}')
 
@@ -119,18 +113,15 @@ class DiscriminatorConfig:
     name: str = "srgan"
     params: dict = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: Optional[SchedulerConfig] = None
+    scheduler: SchedulerConfig | None = None
 
     def check(self, where: str) -> None:
-        _choice(self.name, registry.DISCRIMINATORS, f"{where}.name")
         self.optimizer.check(f"{where}.optimizer")
-        if self.scheduler is not None:
-            self.scheduler.check(f"{where}.scheduler")
 
 
 @dataclass
 class Config:
-    """One training run. Defaults follow DESIGN.md; see README's config reference."""
+    """One training run; the README's config table explains every key."""
 
     logdir: str
     model: str
@@ -138,20 +129,20 @@ class Config:
     solver: str = "std"
     model_params: dict = field(default_factory=dict)
     scale: int = 4
-    epochs: Optional[int] = None
-    iterations: Optional[int] = None
-    max_minutes: Optional[float] = None
+    epochs: int | None = None
+    iterations: int | None = None
+    max_minutes: float | None = None
     loss_fn: list = field(default_factory=lambda: [LossTerm("l1")])
     patch_size: int = 128
-    checkpoint: Optional[str] = None
-    generator_path: Optional[str] = None
+    checkpoint: str | None = None
+    generator_path: str | None = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: Optional[SchedulerConfig] = None
-    validation: Optional[ValidationConfig] = field(default_factory=ValidationConfig)
-    discriminator: Optional[DiscriminatorConfig] = None
+    scheduler: SchedulerConfig | None = None
+    validation: ValidationConfig | None = field(default_factory=ValidationConfig)
+    discriminator: DiscriminatorConfig | None = None
     seed: int = 0
     device: str = "auto"
-    ema_decay: Optional[float] = None
+    ema_decay: float | None = None
     save_every: int = 500
     log_every: int = 20
     allow_random_vgg: bool = False
@@ -159,11 +150,10 @@ class Config:
     channels_last: bool = False
     # torch.compile: false, true (= "default"), or a mode; "reduce-overhead" adds CUDA graphs,
     # which removes the per-kernel launch cost that limits small SR models on fast GPUs.
-    compile: Union[bool, str] = False
+    compile: bool | str = False
 
     def check(self) -> None:
-        _choice(self.model, registry.MODELS, "model")
-        _choice(self.solver, registry.SOLVERS, "solver")
+        _choice(self.solver, SOLVERS, "solver")
         _choice(self.scale, (2, 3, 4), "scale")
         _choice(self.device, ("auto", "cpu", "cuda"), "device")
         _choice(self.precision, ("fp32", "bf16", "fp16"), "precision")
@@ -183,8 +173,6 @@ class Config:
             raise ConfigError(f'key "ema_decay": must be in (0, 1), got {self.ema_decay}')
         self.dataset.check("dataset")
         self.optimizer.check("optimizer")
-        if self.scheduler is not None:
-            self.scheduler.check("scheduler")
         if self.validation is not None:
             self.validation.check("validation")
         for i, term in enumerate(self.loss_fn):
@@ -232,8 +220,8 @@ def _normalise_loss(value: Any) -> list:
                       f'{{"name", "weight", "params"}} terms, got {type(value).__name__}')
 
 
-def from_dict(data: dict, overrides: Optional[list[str]] = None,
-              base_dir: Union[str, Path, None] = None) -> Config:
+def from_dict(data: dict, overrides: list[str] | None = None,
+              base_dir: str | Path | None = None) -> Config:
     """Build and validate a :class:`Config` from parsed JSON (plus ``key=value`` overrides).
 
     Relative paths are resolved against ``base_dir`` (default: the current directory).
@@ -273,7 +261,7 @@ def _resolve_paths(config: Config, base: Path) -> None:
         config.validation.root = absolute(config.validation.root)
 
 
-def load(path: Union[str, Path], overrides: Optional[list[str]] = None) -> Config:
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a JSON config file; every error names the file and the key."""
     path = Path(path)
     if not path.is_file():
@@ -290,14 +278,12 @@ def load(path: Union[str, Path], overrides: Optional[list[str]] = None) -> Confi
         raise ConfigError(f"{path}: {err}") from None
 
 
-def save(config: Config, logdir: Union[str, Path, None] = None) -> Path:
-    """Write the resolved config as ``config.json`` into the run's folder."""
-    out = Path(logdir or config.logdir)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / "config.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target)
+def save(config: Config, logdir: str | Path | None = None) -> Path:
+    """Write the resolved config as ``config.json`` in the run's folder, for the reader of a
+    run (resume reads the copy inside the checkpoint, so a torn write here loses nothing)."""
+    target = Path(logdir or config.logdir) / "config.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
     return target
 
 

@@ -1,90 +1,83 @@
-"""Scoring SR results the way papers do, and the bicubic baseline.
+"""Scoring as papers do it: the bicubic baseline, a model over a benchmark set, and tables.
 
-The bicubic baseline is the project's calibration check: if it does not
-reproduce the literature (Set5 x4 28.42 dB, Set14 x4 25.99-26.00 dB Y-PSNR),
-resizing or scoring is off and no model number can be trusted.
+The bicubic baseline is the project's calibration check: if it does not reproduce the
+literature (Set5 x4 28.42 dB, Set14 x4 25.99-26.00 dB Y-PSNR), resizing or scoring is off and
+no model number can be trusted.
 
-Protocol (EDSR-style, MATLAB semantics): RGB HR is modcropped, shrunk and
-re-enlarged in uint8, then scored on rounded Y. It gives Set5 28.416 /
-0.8101 and Set14 25.990 / 0.7023 (PSNR_Y / SSIM_Y). SRCNN's older protocol
-resizes the Y channel alone in float and gives 28.421 / 0.8104 and
-26.000 / 0.7019; the papers' bicubic rows mostly come from that one, which
-is why the two differ in the third decimal.
+Protocol (EDSR-style, MATLAB semantics): RGB HR is modcropped, shrunk and re-enlarged in
+uint8, then scored on rounded Y. It gives Set5 28.416 / 0.8101 and Set14 25.990 / 0.7023
+(PSNR_Y / SSIM_Y). SRCNN's older protocol resizes the Y channel alone in float and gives
+28.421 / 0.8104 and 26.000 / 0.7019; the papers' bicubic rows mostly come from that one,
+which is why the two differ in the third decimal.
 """
-
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
+import torch
 
+from srlib.data.datasets import BenchmarkDataset, gray_from_rgb
 from srlib.data.imresize import imresize, make_lr
-from srlib.data.io import list_images, load_image
-from srlib.metrics import psnr, ssim
+from srlib.data.io import list_images, load_image, to_uint8
+from srlib.inference import upscale
+from srlib.metrics import METRICS, score_pair
 
-__all__ = [
-    "METRICS",
-    "bicubic_baseline",
-    "evaluate_images",
-    "format_table",
-    "make_lr",
-    "score_pair",
-    "summarize",
-]
-
-METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+__all__ = ["bicubic_baseline", "format_table", "score_model"]
 
 
-def score_pair(sr: np.ndarray, hr: np.ndarray, border: int) -> dict:
-    """All four metrics for one SR/HR pair (uint8, same shape)."""
-    return {
-        "psnr_y": psnr(sr, hr, border, y_channel=True),
-        "ssim_y": ssim(sr, hr, border, y_channel=True),
-        "psnr_rgb": psnr(sr, hr, border, y_channel=False),
-        "ssim_rgb": ssim(sr, hr, border, y_channel=False),
-    }
-
-
-def evaluate_images(pairs, border: int = 4) -> list[dict]:
-    """Score ``(name, sr_uint8, hr_uint8)`` triples -> one row per image."""
-    return [{"name": name, **score_pair(sr, hr, border)} for name, sr, hr in pairs]
-
-
-def bicubic_baseline(hr_folder, scale: int = 4, border: int | None = None) -> list[dict]:
-    """Rows of scores for plain bicubic upscaling of each HR image's LR."""
+def bicubic_baseline(hr_folder, scale: int = 4, border: int | None = None,
+                     max_images: int | None = None) -> list[dict]:
+    """One row of scores per image for plain bicubic upscaling of its LR (the first
+    ``max_images`` images, in file order, as validation takes them)."""
     border = scale if border is None else border
-
-    def pairs():
-        for path in list_images(hr_folder):
-            hr, lr = make_lr(load_image(path), scale)
-            yield Path(path).stem, imresize(lr, float(scale)), hr
-
-    return evaluate_images(pairs(), border)
+    rows = []
+    for path in list_images(hr_folder)[:max_images]:
+        hr, lr = make_lr(load_image(path), scale)
+        rows.append({"name": Path(path).stem, **score_pair(imresize(lr, float(scale)), hr, border)})
+    return rows
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Mean of each metric over the rows (the number papers report)."""
-    if not rows:
-        raise ValueError("no rows to summarize")
-    return {"name": "mean", **{k: float(np.mean([r[k] for r in rows])) for k in METRICS}}
+def score_model(model: torch.nn.Module, dataset: BenchmarkDataset,
+                max_images: int | None = None) -> list[dict]:
+    """One row of scores per image of ``model`` on a benchmark set (border = scale, fp32)."""
+    was_training = model.training
+    model.eval()
+    try:
+        rows = []
+        for item in dataset.items[:max_images]:
+            sr = to_uint8(upscale(model, item["lr"], scale=dataset.scale))
+            sr = gray_from_rgb(sr) if item["gray"] else sr
+            rows.append({"name": item["name"],
+                         **score_pair(sr, item["hr_uint8"], border=dataset.scale)})
+        return rows
+    finally:
+        model.train(was_training)
 
 
-def _fmt(value: float, digits: int) -> str:
-    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+def _cell(value, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    return str(value)
 
 
-def format_table(rows: list[dict], title: str = "") -> str:
-    """Plain-text table: one line per image, then the mean."""
-    digits = {"psnr_y": 2, "ssim_y": 4, "psnr_rgb": 2, "ssim_rgb": 4}
-    width = max([len("image")] + [len(str(r["name"])) for r in rows])
-    header = f"{'image':<{width}}  " + "  ".join(f"{k:>8}" for k in METRICS)
-    rule = "-" * len(header)
+def format_table(rows: Sequence[Mapping], columns: Sequence[str] = ("name", *METRICS),
+                 digits: Mapping | None = None, title: str = "") -> str:
+    """A plain-text table of ``rows`` (dicts); a missing value prints as ``-``.
 
-    def line(r):
-        cells = "  ".join(f"{_fmt(r[k], digits[k]):>8}" for k in METRICS)
-        return f"{str(r['name']):<{width}}  {cells}"
+    ``digits`` maps a column to its decimals (default 4 for ``ssim*`` columns, 2 otherwise).
+    """
+    places = {c: (digits or {}).get(c, 4 if c.startswith("ssim") else 2) for c in columns}
+    cells = [[_cell(r.get(c), places[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
 
-    out = ([title] if title else []) + [header, rule] + [line(r) for r in rows]
-    out += [rule, line(summarize(rows))]
-    return "\n".join(out) + "\n"
+    def line(values):
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                         for i, (v, w) in enumerate(zip(values, widths)))
+
+    header = line(list(columns))
+    return "\n".join(([title] if title else []) + [header, "-" * len(header)]
+                     + [line(c) for c in cells])

@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from srlib import registry
+from srlib import build, checkpoint
 from srlib.data.datasets import gray_from_rgb
 from srlib.data.io import to_uint8
-from srlib.solvers.checkpoint import FORMAT, generator_state, load
+from srlib.distributed import pick_device  # noqa: F401  (re-exported: where users look for it)
 
 
-def load_generator(path: Union[str, Path], device: str = "cpu", prefer_ema: bool = True):
+def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = True):
     """Rebuild the generator a checkpoint was trained with (from the config saved inside it)."""
-    state = load(path, map_location=device)
-    if state.get("format") != FORMAT:
+    state = checkpoint.load(path, map_location=device)
+    if state.get("format") != checkpoint.FORMAT:
         raise ValueError(f"{path}: not an srlib checkpoint (no config inside to rebuild "
                          "the model); load a bare state dict into a model you build yourself")
     cfg = state["config"]
-    model = registry.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
-    model.load_state_dict(generator_state(state, prefer_ema=prefer_ema))
+    model = build.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
+    model.load_state_dict(checkpoint.generator_state(state, prefer_ema=prefer_ema))
     model.scale = cfg["scale"]
     return model.to(device).eval()
 
@@ -48,7 +47,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 @torch.inference_mode()
-def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: Optional[int] = None,
+def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: int | None = None,
             overlap: int = 32, precision: str = "fp32") -> torch.Tensor:
     """SR of an NCHW (or CHW) float batch in [0,1]; returns the same layout on the CPU,
     float32, clamped to [0,1].
@@ -84,18 +83,13 @@ def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: Opti
     return out[0] if squeeze else out
 
 
-def to_uint8_image(sr: torch.Tensor, gray: bool = False) -> np.ndarray:
-    """CHW float [0,1] -> HxWx3 uint8 (HxW for a gray source: the mean of the channels)."""
-    image = to_uint8(sr)
-    return gray_from_rgb(image) if gray else image
-
-
 def upscale_image(model: torch.nn.Module, image: np.ndarray, scale: int = 4,
-                  tile: Optional[int] = 256, overlap: int = 32,
+                  tile: int | None = 256, overlap: int = 32,
                   precision: str = "auto") -> np.ndarray:
     """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind: the fast path
     (tiled, half precision on a GPU) that ``srlib upscale`` and the notebooks use."""
     gray = image.ndim == 2
     rgb = np.repeat(image[..., None], 3, axis=2) if gray else image[..., :3]
     lr = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
-    return to_uint8_image(upscale(model, lr, scale, tile, overlap, precision), gray=gray)
+    sr = to_uint8(upscale(model, lr, scale, tile, overlap, precision))
+    return gray_from_rgb(sr) if gray else sr

@@ -17,7 +17,11 @@ import math
 
 import numpy as np
 
-__all__ = ["rgb_to_y", "psnr", "ssim"]
+from srlib.data.io import to_uint8
+
+__all__ = ["METRICS", "psnr", "rgb_to_y", "score_pair", "ssim", "summarize"]
+
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
 _PEAK = 255.0
 
@@ -42,18 +46,9 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return y
 
 
-def _as_uint8(img) -> np.ndarray:
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img
-    if np.issubdtype(img.dtype, np.floating):
-        return np.floor(np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    raise TypeError(f"expected uint8 or float [0, 1] image, got dtype {img.dtype}")
-
-
 def _prepare(sr, hr, border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     """Check shapes, pick the channels to score, shave the border -> float64 HxWxC."""
-    sr, hr = _as_uint8(sr), _as_uint8(hr)
+    sr, hr = to_uint8(sr), to_uint8(hr)
     if sr.shape != hr.shape:
         raise ValueError(f"shape mismatch: sr {sr.shape} vs hr {hr.shape}")
     if sr.ndim == 3 and sr.shape[-1] == 1:
@@ -119,3 +114,18 @@ def ssim(sr, hr, border: int = 4, y_channel: bool = True) -> float:
     if np.array_equal(a, b):
         return 1.0
     return float(np.mean([_ssim_2d(a[..., c], b[..., c]) for c in range(a.shape[-1])]))
+
+
+def score_pair(sr, hr, border: int) -> dict:
+    """All four metrics for one SR/HR pair: the row every table and log line is made of."""
+    return {"psnr_y": psnr(sr, hr, border, y_channel=True),
+            "ssim_y": ssim(sr, hr, border, y_channel=True),
+            "psnr_rgb": psnr(sr, hr, border, y_channel=False),
+            "ssim_rgb": ssim(sr, hr, border, y_channel=False)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean of each metric over the rows (the number papers report)."""
+    if not rows:
+        raise ValueError("no rows to summarize")
+    return {"name": "mean", **{k: float(np.mean([r[k] for r in rows])) for k in METRICS}}

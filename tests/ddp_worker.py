@@ -16,31 +16,30 @@ from pathlib import Path
 
 import torch
 
+from srlib import train
 from srlib.cli import main
-from srlib.solvers.base import BaseSolver
 
 
 def _patch(dump_dir: Path, delay: float) -> None:
-    solve, loader = BaseSolver.solve, BaseSolver._loader
+    fit, batches = train.fit, train.batches
 
-    def slow_loader(self):
-        if delay > 0 and self.dist.rank == 0:
+    def slow_batches(run):
+        if delay > 0 and run.dist.rank == 0:
             time.sleep(delay)
-        return loader(self)
+        return batches(run)
 
-    def solve_and_dump(self):
-        summary = solve(self)
-        disc = getattr(self, "discriminator", None)
-        torch.save({"model": self.model.state_dict(),
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    "iteration": self.iteration,
-                    "best_psnr": self.best_psnr,
-                    "discriminator": disc.state_dict() if disc is not None else None},
-                   dump_dir / f"rank{self.dist.rank}.pt")
+    def fit_and_dump(run):
+        summary = fit(run)
+        torch.save({"model": run.model.state_dict(),
+                    "lr": run.optimizer.param_groups[0]["lr"],
+                    "iteration": run.iteration,
+                    "best_psnr": run.best_psnr,
+                    "discriminator": run.d.state_dict() if run.d is not None else None},
+                   dump_dir / f"rank{run.dist.rank}.pt")
         return summary
 
-    BaseSolver._loader = slow_loader
-    BaseSolver.solve = solve_and_dump
+    train.batches = slow_batches
+    train.fit = fit_and_dump
 
 
 if __name__ == "__main__":

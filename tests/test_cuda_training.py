@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
+from srlib import build
 from srlib import config as config_mod
+from srlib import train as train_mod
 from srlib.train import train
 
 from conftest import tiny_config
@@ -29,7 +31,6 @@ def _losses(run):
 
 @pytest.mark.parametrize("option", list(OPTIONS) if CUDA else [])
 def test_cuda_training_option_trains_and_checkpoints(tmp_path, option):
-    from srlib import registry
     changes = dict(OPTIONS[option])
     on_device = changes.pop("on_device", False)
     # lr 1e-3: at 3e-3 the fp16 run stalls (its loss stays flat; fp32 and bf16 learn), a
@@ -40,15 +41,15 @@ def test_cuda_training_option_trains_and_checkpoints(tmp_path, option):
                                   "name": "set5", "every": 100, "max_images": 2},
                       optimizer={"name": "adam", "params": {"lr": 1e-3}}, **changes)
     cfg["dataset"]["on_device"] = on_device
-    solver = registry.build_solver(config_mod.from_dict(cfg), progress=False)
-    fixed = {k: v.to("cuda") for k, v in next(iter(solver._loader())).items()}
+    run = build.run(config_mod.from_dict(cfg), progress=False)
+    fixed = {k: v.to("cuda") for k, v in next(iter(train_mod.batches(run))).items()}
 
     def l1() -> float:  # one fixed batch: window losses see different patches
         with torch.no_grad():
-            return (solver.model(fixed["lr"]) - fixed["hr"]).abs().mean().item()
+            return (run.model(fixed["lr"]) - fixed["hr"]).abs().mean().item()
 
     before = l1()
-    summary = solver.solve()
+    summary = train_mod.fit(run)
     losses = _losses(tmp_path / "run")
     assert len(losses) == 4 and all(l == l for l in losses)  # finite: NaN != NaN
     assert l1() < 0.95 * before  # it learns (about 0.85x after 200-300 steps on an H100)

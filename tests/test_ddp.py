@@ -171,9 +171,9 @@ def test_time_budget_stops_all_ranks_at_the_same_iteration(tmp_path):
 
 def test_batch_that_does_not_split_over_the_ranks_is_a_config_error(tmp_path):
     """3 items over 2 ranks would weight the ranks' gradients unequally: refused up front."""
-    from srlib.solvers.distributed import DistInfo
-    from srlib.solvers.standard import StandardSolver
+    from srlib import build
+    from srlib.distributed import DistInfo
     cfg = config_mod.from_dict(tiny_config(tmp_path, dataset={
         "root": str(tmp_path / "t91"), "name": "t91", "params": {"batch_size": 3}}))
     with pytest.raises(config_mod.ConfigError, match="batch_size.*multiple of 2"):
-        StandardSolver(cfg, progress=False, dist=DistInfo(rank=0, world_size=2))
+        build.run(cfg, progress=False, dist=DistInfo(rank=0, world_size=2))

@@ -1,4 +1,4 @@
-"""srlib.plotting: each figure builds with the expected panels and saves."""
+"""srlib.plotting: each figure draws the numbers it is given, and image figures show pixels."""
 import json
 
 import matplotlib
@@ -24,7 +24,8 @@ def _img(h=40, w=56, seed=0):
 
 @pytest.fixture
 def logdir(tmp_path):
-    records = [{"kind": "note", "iteration": 0, "text": "random VGG"}]
+    records = [{"kind": "note", "iteration": 0, "text": "random VGG"},
+               {"kind": "val", "iteration": 0, "psnr_y": 27.5, "ssim_y": 0.7}]
     for i in range(1, 5):
         records.append({"kind": "train", "iteration": 10 * i, "loss": 1.0 / i, "l1": 0.1 / i,
                         "perceptual": 0.5 / i, "adversarial": 0.7, "d_loss": 1.2,
@@ -36,7 +37,7 @@ def logdir(tmp_path):
 
 def test_load_metrics_groups_by_kind(logdir):
     m = plotting.load_metrics(logdir)
-    assert [len(m[k]) for k in ("train", "val", "note")] == [4, 4, 1]
+    assert [len(m[k]) for k in ("train", "val", "note")] == [4, 5, 1]
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         plotting.load_metrics(logdir / "nothing")
 
@@ -52,15 +53,27 @@ def test_load_metrics_keeps_only_the_latest_run(logdir):
     assert m["note"][0]["text"] == "second run"
 
 
-def test_training_and_gan_curves(logdir):
+def test_training_curves_start_at_iteration_0(logdir):
     m = plotting.load_metrics(logdir)
-    fig = plotting.plot_training_curves(m, bicubic_psnr=28.42, title="t")
-    assert len(fig.axes) == 2
-    assert fig.axes[1].get_lines()[-1].get_ydata()[0] == pytest.approx(28.42)
-    fig = plotting.plot_gan_curves(m, bicubic_psnr=28.42)
-    assert len(fig.axes) == 3
-    terms = {line.get_label() for line in fig.axes[1].get_lines()}
-    assert terms == {"l1", "perceptual", "adversarial"}
+    fig = plotting.plot_training_curves(m, bicubic_psnr=28.42, title="MSRResNet, 32 channels")
+    ax_loss, ax_val = fig.axes
+    assert list(ax_loss.get_lines()[0].get_xdata()) == [10, 20, 30, 40]
+    model, bicubic = ax_val.get_lines()
+    assert list(model.get_xdata()) == [0, 10, 20, 30, 40]
+    assert list(model.get_ydata()) == [27.5, 29, 30, 31, 32]
+    assert bicubic.get_ydata()[0] == pytest.approx(28.42)
+    assert ax_loss.get_xlim()[0] == ax_val.get_xlim()[0] == 0
+    assert fig.texts[0].get_text() == "MSRResNet, 32 channels"
+
+
+def test_gan_curves_plot_the_terms_asked_for(logdir):
+    m = plotting.load_metrics(logdir)
+    fig = plotting.plot_gan_curves(m, ["l1", "perceptual", "adversarial"], bicubic_psnr=28.42)
+    ax_d, ax_terms, ax_val = fig.axes
+    assert [line.get_label() for line in ax_d.get_lines()[:2]] == ["D(real HR)", "D(SR)"]
+    assert list(ax_d.get_lines()[0].get_ydata()) == [0.6] * 4
+    assert [line.get_label() for line in ax_terms.get_lines()] == ["l1", "perceptual", "adversarial"]
+    assert ax_val.get_lines()[0].get_xdata()[0] == 0
 
 
 def test_detail_box_finds_the_textured_square():
@@ -71,49 +84,45 @@ def test_detail_box_finds_the_textured_square():
     assert abs(top - 60) <= 4 and abs(left - 20) <= 4
 
 
-def test_comparison_grid_has_a_zoom_inset_per_panel():
-    cols = {m: {"a": _img(seed=1), "b": _img(30, 30, 2)} for m in ("Bicubic", "SR", "HR")}
-    fig = plotting.comparison_grid(cols, ["a", "b"], boxes={"a": (5, 5, 10, 10)},
-                                   captions={"SR": {"a": "30.00 dB"}})
-    assert len(fig.axes) == 6
-    assert all(len(ax.child_axes) == 1 for ax in fig.axes)
+@pytest.fixture
+def bench_set():
+    hr = {"a": _img(128, 128, 3), "b": _img(96, 128, 4)}
+    rows = [{"name": "a", "psnr_y": 30.0, "ssim_y": 0.9}, {"name": "b", "psnr_y": 25.0, "ssim_y": 0.7}]
+    return {"HR": {"images": hr}, "Bicubic": {"images": hr, "rows": rows},
+            "SR": {"images": hr, "rows": rows}}
+
+
+def test_benchmark_grid_titles_and_zoom_that_shows_pixels(bench_set):
+    fig = plotting.benchmark_grid(bench_set, ["Bicubic", "SR", "HR"], ["a", "b"])
+    assert len(fig.axes) == 6 and all(len(ax.child_axes) == 1 for ax in fig.axes)
+    assert fig.axes[1].get_title() == "SR\n30.00 dB / 0.900"
+    assert fig.axes[4].get_title() == "SR\n25.00 dB / 0.700"
+    assert fig.axes[2].get_title() == "HR"
+    fig.canvas.draw()
     inset = fig.axes[0].child_axes[0]
-    assert inset.get_xlim() == (4.5, 14.5)
-    assert fig.axes[1].get_title() == "SR\n30.00 dB"
+    left, right = inset.get_xlim()
+    pixels_per_pixel = inset.get_window_extent().width / (right - left)
+    assert pixels_per_pixel >= 0.8 * plotting.ZOOM  # each image pixel is a visible block
+    assert inset.get_images()[0].get_interpolation() == "nearest"
+    assert fig.dpi == plotting.IMAGE_DPI
 
 
-def test_benchmark_grid_and_save(tmp_path):
-    hr = {"a": _img(64, 64, 3)}
-    rows = [{"name": "a", "psnr_y": 30.0, "ssim_y": 0.9}]
-    bench_set = {"HR": {"images": hr}, "Bicubic": {"images": hr, "rows": rows},
-                 "SR": {"images": hr, "rows": rows}}
-    fig = plotting.benchmark_grid(bench_set, ["Bicubic", "SR", "HR"], ["a"])
-    assert len(fig.axes) == 3
+def test_save_writes_a_png_and_nothing_else(tmp_path, bench_set):
+    fig = plotting.benchmark_grid(bench_set, ["SR", "HR"], ["a"])
     path = plotting.save(fig, tmp_path / "out" / "grid.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
 
 
-def test_image_row_difference_and_patches():
-    fig = plotting.image_row({"a": _img(), "b": _img(seed=1)}, box=(0, 0, 8, 8))
-    assert len(fig.axes) == 2 and fig.axes[0].get_images()[0].get_array().shape[:2] == (8, 8)
-    imgs = {"matlab": _img(), "pillow": _img(seed=1), "gray": _img()}
-    fig = plotting.difference_figure(imgs, "matlab", gain=5)
-    assert len(fig.axes) == 3
-    assert fig.axes[2].get_images()[0].get_array().max() == 0  # identical image: zero difference
-    pairs = [(_img(8, 8), _img(32, 32)) for _ in range(3)]
+def test_image_row_crops_and_patch_grid():
+    fig = plotting.image_row({"a": _img(), "b": _img(seed=1)}, box=(2, 3, 8, 10))
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    shown = fig.axes[1].get_images()[0].get_array()
+    assert np.array_equal(shown, _img(seed=1)[2:10, 3:13])
+    pairs = [(_img(8, 8, s), _img(32, 32, s)) for s in range(3)]
     fig = plotting.patch_grid(pairs)
     assert len(fig.axes) == 6
-
-
-def test_clamp_figure_zooms_where_wrapping_differs():
-    import torch
-    raw = torch.full((3, 80, 80), 0.5)
-    raw[:, 60:70, 10:20] = 1.1  # out of range: wraps to dark
-    fig = plotting.clamp_figure(_img(80, 80), raw, size=16)
-    assert len(fig.axes) == 3
-    wrapped = fig.axes[2].get_images()[0].get_array()
-    clamped = fig.axes[1].get_images()[0].get_array()
-    assert wrapped.shape[:2] == (16, 16) and (wrapped != clamped).any()
+    assert fig.axes[0].get_title() == "LR 8x8" and fig.axes[3].get_title() == "HR 32x32"
 
 
 def test_pixel_shuffle_figure_follows_pixel_shuffle():
@@ -128,14 +137,18 @@ def test_pixel_shuffle_figure_follows_pixel_shuffle():
     assert labels[(5, 5)] == "D9"
 
 
-def test_colour_bars_and_perception_plot():
+def test_colour_bars_draw_each_shift():
     shifts = {"Bicubic": {"R": 0.0, "G": 0.1, "B": -0.1}, "SRGAN": {"R": 5.0, "G": -2, "B": 1}}
     fig = plotting.colour_shift_bars(shifts, title="t")
-    assert len(fig.axes[0].patches) == 6
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights == sorted([0.0, 0.1, -0.1, 5.0, -2, 1])
+
+
+def test_perception_plot_labels_its_stand_in():
     rows = [{"method": "Bicubic", "psnr_y": 28.4, "detail_ratio": 0.1},
             {"method": "SRGAN", "psnr_y": 26.0, "detail_ratio": 0.9}]
     fig = plotting.perception_distortion_plot(rows)
     assert "stand-in" in fig.axes[0].get_ylabel()
-    rows = [dict(r, lpips=0.3) for r in rows]
-    fig = plotting.perception_distortion_plot(rows)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["Bicubic", "SRGAN"]
+    fig = plotting.perception_distortion_plot([dict(r, lpips=0.3) for r in rows])
     assert "LPIPS" in fig.axes[0].get_ylabel()

@@ -9,11 +9,12 @@ import time
 import pytest
 import torch
 
+from srlib import build
 from srlib import config as config_mod
-from srlib.solvers.base import TrainingDiverged
-from srlib.solvers.checkpoint import FORMAT
-from srlib.solvers.gan import GANSolver
-from srlib.train import train
+from srlib import train as train_mod
+from srlib.checkpoint import FORMAT
+from srlib.evaluate import bicubic_baseline
+from srlib.train import TrainingDiverged, train
 from conftest import ROOT, tiny_config, write_config
 
 
@@ -40,27 +41,29 @@ def test_run_leaves_config_checkpoints_and_metrics(tmp_path):
     best_val = max(val_log, key=lambda r: r["psnr_y"])
     assert best["iteration"] == best_val["iteration"]
     assert best["best_psnr"] == pytest.approx(best_val["psnr_y"])
-    assert summary["bicubic_psnr_y"] == pytest.approx(28.42, abs=0.02)
+    # bicubic is scored on the same two images the model was validated on, not all of Set5
+    first_two = bicubic_baseline(ROOT / "data/Set5", 4)[:2]
+    assert summary["bicubic_psnr_y"] == pytest.approx(sum(r["psnr_y"] for r in first_two) / 2)
+    assert summary["bicubic_psnr_y"] > 28.5  # baby and bird are easier than Set5's mean
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*tmp"))
 
 
 def test_training_moves_towards_the_data(tmp_path):
     """Loss falls: the data and the model really meet (the original moved neither to the device)."""
-    from srlib.solvers.standard import StandardSolver
     cfg = config_mod.from_dict(tiny_config(
         tmp_path, iterations=100, validation=None, log_every=10,
         model_params={"num_feat": 16, "num_block": 2},
         optimizer={"name": "adam", "params": {"lr": 3e-3}}))
-    solver = StandardSolver(cfg, progress=False)
+    run = build.run(cfg, progress=False)
     # one fixed batch, so before and after compare the same patches (window means do not)
-    fixed = next(iter(solver._loader()))
+    fixed = next(iter(train_mod.batches(run)))
 
     def l1() -> float:
         with torch.no_grad():
-            return (solver.model(fixed["lr"]) - fixed["hr"]).abs().mean().item()
+            return (run.model(fixed["lr"]) - fixed["hr"]).abs().mean().item()
 
     before = l1()
-    solver.solve()
+    train_mod.fit(run)
     assert l1() < 0.98 * before
 
 
@@ -107,14 +110,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    from srlib.solvers.standard import StandardSolver
-    original = StandardSolver.train_step
+    original = train_mod.standard_step
 
-    def poisoned(self, lr, hr):
-        logs = original(self, lr, hr)
-        return dict(logs, loss=float("nan")) if self.iteration == 8 else logs
+    def poisoned(run, lr, hr):
+        logs = original(run, lr, hr)
+        return dict(logs, loss=float("nan")) if run.iteration == 8 else logs
 
-    monkeypatch.setattr(StandardSolver, "train_step", poisoned)
+    monkeypatch.setitem(train_mod.STEPS, "std", poisoned)
     cfg = config_mod.from_dict(tiny_config(tmp_path, validation=None))
     with pytest.raises(TrainingDiverged, match="iteration 9.*last good checkpoint"):
         train(cfg, progress=False)
@@ -134,9 +136,9 @@ def test_gan_runs_from_a_trained_generator(tmp_path):
                                         {"name": "adversarial", "weight": 1e-3}],
         generator_path=str(g_ckpt), allow_random_vgg=True, iterations=4, save_every=2,
         discriminator={"params": {"num_feat": 8}}))
-    solver = GANSolver(cfg, progress=False)
+    run = build.run(cfg, progress=False)
     g_state = torch.load(g_ckpt, weights_only=True)["model"]
-    assert all(torch.equal(v, g_state[k]) for k, v in solver.model.state_dict().items())
+    assert all(torch.equal(v, g_state[k]) for k, v in run.model.state_dict().items())
     summary = train(cfg, progress=False)
     run = gan_dir / "run"
     state = torch.load(run / "last.pt", weights_only=True)
@@ -148,3 +150,18 @@ def test_gan_runs_from_a_trained_generator(tmp_path):
     assert any("RANDOM" in n for n in summary["notes"])  # said plainly in the run's notes
     notes = read_log(run, "note")
     assert notes and "RANDOM" in notes[0]["text"]
+
+
+def test_ema_starts_from_the_loaded_generator(tmp_path):
+    """generator_path + ema_decay: the EMA copy starts from the loaded weights, not random ones."""
+    (tmp_path / "g").mkdir()
+    train(config_mod.from_dict(tiny_config(tmp_path / "g", validation=None)), progress=False)
+    g_state = torch.load(tmp_path / "g/run/last.pt", weights_only=True)["model"]
+    for solver, loss in (("std", "l1"), ("gan", [{"name": "l1"}, {"name": "adversarial"}])):
+        (tmp_path / solver).mkdir()
+        cfg = config_mod.from_dict(tiny_config(
+            tmp_path / solver, solver=solver, loss_fn=loss, ema_decay=0.999,
+            generator_path=str(tmp_path / "g/run/last.pt"),
+            discriminator={"params": {"num_feat": 8}}))
+        ema = build.run(cfg, progress=False).ema.module.state_dict()
+        assert all(torch.equal(ema[k], v) for k, v in g_state.items()), solver

@@ -3,10 +3,8 @@
 Everything works on uint8 numpy arrays (views, no copies) because that is the
 cheapest place to do it; conversion to float tensors happens once, at the end.
 
-Randomness is drawn from torch's global generator on purpose: DataLoader seeds
-each worker's torch RNG from its own `generator`, so a fixed loader seed (plus
-`torch.manual_seed` for the single-process case) makes crops reproducible
-without any per-worker bookkeeping here.
+Randomness comes from one torch generator per draw (the global one by default), which
+training seeds per item from (seed, iteration): see `srlib.data.sampler`.
 """
 
 from __future__ import annotations
@@ -55,9 +53,3 @@ def dihedral(img: np.ndarray, hflip: bool, vflip: bool, transpose: bool) -> np.n
     if transpose:
         img = img.swapaxes(0, 1)
     return img
-
-
-def dihedral_variants(img: np.ndarray) -> list[np.ndarray]:
-    """All 8 dihedral transforms of `img` (used by tests and sanity checks)."""
-    return [dihedral(img, bool(h), bool(v), bool(t))
-            for h in (0, 1) for v in (0, 1) for t in (0, 1)]

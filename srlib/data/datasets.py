@@ -15,14 +15,13 @@ and keep the channel count of the file.
 
 from __future__ import annotations
 
-import random
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from srlib.data.augment import aligned_crop, dihedral, draw_patch_params
 from srlib.data.io import ImageReadError, list_images, load_image, to_float_tensor
@@ -82,9 +81,9 @@ class PairedPatchDataset(Dataset):
 
     `root` is a folder of HR images, or a prepared folder with `HR/` and
     `LR_x{scale}/` (detected); `lr_root` names the LR folder explicitly, making
-    `root` the HR folder. Randomness comes from torch's global RNG (see
-    `srlib.data.augment`), so a run is reproducible from `torch.manual_seed`
-    plus the loader's generator (with workers, the generator alone).
+    `root` the HR folder. Crops and flips are drawn from torch's global RNG;
+    training seeds it per item (`srlib.data.sampler.SeededItems`), so item
+    (index, seed) is the same patch in any worker, after any resume.
     """
 
     def __init__(self, root, patch_size: int = 96, scale: int = 4, augment: bool = True,
@@ -214,25 +213,3 @@ class BenchmarkDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return dict(self.items[index])
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Give numpy/random the worker's torch seed, for any code that uses them."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def patch_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int = 0,
-                 seed: int = 0, drop_last: bool = True, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader whose order and (in workers) crops follow `seed`.
-
-    The seeded generator drives both the sampler and the per-worker base seed;
-    persistent workers avoid re-forking (and re-seeding) every epoch.
-    """
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                      num_workers=num_workers, drop_last=drop_last, pin_memory=pin_memory,
-                      generator=generator, worker_init_fn=_seed_worker,
-                      persistent_workers=num_workers > 0)

@@ -1,4 +1,5 @@
-"""Process-group facts for torchrun (PyTorch DDP), and no-ops for a single process.
+"""Which device a process trains on, and process-group facts for torchrun (PyTorch DDP),
+with no-ops for a single process.
 
 ``torchrun --nproc_per_node N -m srlib train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
 this reads them, joins the group (NCCL on GPUs, gloo on CPU) and wraps the model in
@@ -13,6 +14,20 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+
+from srlib.config import ConfigError
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> str:
+    """``auto`` -> the GPU of this process when one is visible, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError('key "device": "cuda" was asked for, but no CUDA GPU is '
+                              'visible; use "auto" or "cpu"')
+        return f"cuda:{local_rank}"
+    return name
 
 
 @dataclass

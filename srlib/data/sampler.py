@@ -8,7 +8,7 @@ what makes resume-after-SIGKILL reproduce the uninterrupted run exactly.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 _MIX = 1_000_003
 
@@ -70,3 +70,18 @@ class SeededItems(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]
+
+
+def make_batches(dataset: Dataset, params, seed: int, total: int, start: int = 0, rank: int = 0,
+                 world_size: int = 1, device_batches=None):
+    """This rank's batches for iterations ``start .. total-1``: a DataLoader over ``dataset``
+    (``params`` is the config's ``dataset.params``), or batches cut on the device by a
+    :class:`srlib.data.device_batches.DeviceBatches` from the same ``(index, seed)`` items."""
+    sampler = IterationBatchSampler(len(dataset), params.batch_size, seed, total, start=start,
+                                    shuffle=params.shuffle, rank=rank, world_size=world_size)
+    if device_batches is not None:
+        return (device_batches.batch(items) for items in sampler)
+    return DataLoader(SeededItems(dataset), batch_sampler=sampler,
+                      num_workers=params.num_workers, pin_memory=params.pin_memory,
+                      persistent_workers=params.num_workers > 0,
+                      prefetch_factor=4 if params.num_workers > 0 else None)

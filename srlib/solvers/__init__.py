@@ -1,1 +1,0 @@
-"""Solvers: the training loops (standard pixel/perceptual and GAN)."""
