@@ -183,7 +183,7 @@ def load_lpips(device: str = "cpu"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
-    except Exception as exc:  # download or load failure: no AlexNet weights here
+    except (OSError, RuntimeError) as exc:  # AlexNet weights not downloadable or corrupt
         return None, f"LPIPS could not load its AlexNet ImageNet weights ({type(exc).__name__}: {exc})"
 
     @torch.no_grad()

@@ -124,8 +124,8 @@ def _call(builder, key: str, *args, **params):
                               f"valid: {', '.join(valid)}")
     try:
         return builder(*args, **params)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f'key "{key}": {err}') from None
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a negative width
+        raise ConfigError(f'key "{key}": {str(err).splitlines()[0]}') from None
 
 
 def model(cfg: Config) -> torch.nn.Module:

@@ -30,6 +30,10 @@ def _train(args) -> None:
     if args.resume:
         overrides.append(f"checkpoint={Path(args.resume).resolve()}")
     cfg = config.load(args.config, overrides)
+    try:
+        build.check(cfg)  # names too, before anything is built, with the file named
+    except config.ConfigError as err:
+        raise config.ConfigError(f"{args.config}: {err}") from None
     summary = train(cfg, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once
         print(describe(summary, cfg.validation.name if cfg.validation else "validation"))

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from srlib import analysis, checkpoint, config
 from srlib.data.datasets import BenchmarkDataset
 from srlib.data.imresize import imresize
@@ -151,7 +151,7 @@ def test_high_frequency_ratio():
 
 
 def test_perception_distortion_rows(bench):
-    fake_lpips = lambda sr, hr: float(np.abs(sr.astype(float) - hr).mean())  # noqa: E731
+    fake_lpips = lambda sr, hr: float(np.abs(sr.astype(float) - hr).mean())
     rows = analysis.perception_distortion(bench[0], "Set5", fake_lpips)
     assert [r["method"] for r in rows] == ["Bicubic", "tiny"]
     s = bench[0]["Set5"]

@@ -20,7 +20,9 @@ from srlib.data.io import (
     to_float_tensor,
     to_uint8,
 )
-from srlib.evaluate import bicubic_baseline, evaluate_images, format_table, make_lr, summarize
+from srlib.data.imresize import make_lr
+from srlib.evaluate import bicubic_baseline, format_table
+from srlib.metrics import score_pair, summarize
 from srlib.metrics import psnr, rgb_to_y, ssim
 
 DATA = Path(__file__).parents[1] / "data"
@@ -85,17 +87,18 @@ def test_make_lr_crops_to_a_multiple_of_the_scale():
     np.testing.assert_array_equal(crop, hr[:360, :248])
 
 
-def test_evaluate_images_and_table():
+def test_score_pair_and_table():
     hr = load_image(DATA / "Set5" / "bird.png")
     noisy = np.clip(hr.astype(int) + 3, 0, 255).astype(np.uint8)
-    rows = evaluate_images([("same", hr, hr), ("noisy", noisy, hr)], border=4)
-    assert rows[0]["psnr_y"] == math.inf and rows[0]["ssim_y"] == 1.0
-    assert rows[1]["psnr_y"] == pytest.approx(psnr(noisy, hr, 4))
-    assert rows[1]["ssim_rgb"] == pytest.approx(ssim(noisy, hr, 4, y_channel=False))
-    table = format_table(rows[1:], "bird")
-    lines = table.splitlines()
+    same, row = score_pair(hr, hr, border=4), score_pair(noisy, hr, border=4)
+    assert same["psnr_y"] == math.inf and same["ssim_y"] == 1.0
+    assert row["psnr_y"] == pytest.approx(psnr(noisy, hr, 4))
+    assert row["ssim_rgb"] == pytest.approx(ssim(noisy, hr, 4, y_channel=False))
+    rows = [{"name": "noisy", **row}]
+    lines = format_table(rows + [summarize(rows)], title="bird").splitlines()
     assert lines[0] == "bird" and lines[-1].split()[0] == "mean"
-    assert f"{rows[1]['psnr_y']:.2f}" in lines[-1] and f"{rows[1]['ssim_y']:.4f}" in lines[-1]
+    assert f"{row['psnr_y']:.2f}" in lines[-1] and f"{row['ssim_y']:.4f}" in lines[-1]
+    assert format_table([{"name": "x"}], ("name", "psnr_y")).splitlines()[-1].split() == ["x", "-"]
 
 
 # --- image IO -----------------------------------------------------------------------

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from srlib import config as config_mod
-from srlib import registry
+from srlib import build
 from srlib.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,10 @@ def write(tmp_path, data, name="c.json"):
 
 
 def error_of(tmp_path, data) -> str:
+    """The one-line message of a bad config: from loading it, or from checking its names
+    against the build tables (what `srlib train` does before building anything)."""
     with pytest.raises(ConfigError) as info:
-        config_mod.load(write(tmp_path, data))
+        build.check(config_mod.load(write(tmp_path, data)))
     return str(info.value)
 
 
@@ -57,7 +59,7 @@ def test_every_shipped_config_is_valid():
         # generator_path / checkpoint point at files a previous run makes
         data.pop("generator_path", None)
         data.pop("checkpoint", None)
-        config_mod.from_dict(data, base_dir=ROOT)
+        build.check(config_mod.from_dict(data, base_dir=ROOT))
 
 
 def test_loss_list_with_weights_and_adversarial_shorthand(tmp_path):
@@ -97,7 +99,7 @@ def test_unknown_key_suggests_the_right_one(tmp_path):
     assert 'unknown key "dataset.batch_size"' in msg and "params" in msg
 
 
-@pytest.mark.parametrize("key,table", [("model", registry.MODELS), ("solver", registry.SOLVERS)])
+@pytest.mark.parametrize("key,table", [("model", build.MODELS), ("solver", config_mod.SOLVERS)])
 def test_unknown_option_lists_valid_choices(tmp_path, key, table):
     msg = error_of(tmp_path, dict(ORIGINAL, **{key: "nope"}))
     assert f'key "{key}"' in msg and '"nope"' in msg
@@ -150,3 +152,21 @@ def test_paths_that_do_not_exist(tmp_path):
 def test_solver_and_loss_must_agree(tmp_path):
     assert 'needs an "adversarial" term' in error_of(tmp_path, dict(ORIGINAL, solver="gan"))
     assert 'needs "solver": "gan"' in error_of(tmp_path, dict(ORIGINAL, loss_fn="adversarial"))
+
+
+@pytest.mark.parametrize("change,key,hint", [
+    ({"optimizer": {"name": "adam", "params": {"lrr": 1e-3}}}, "optimizer.params", "lrr"),
+    ({"model_params": {"num_feet": 8}}, "model_params", "num_feat"),
+    ({"model_params": {"num_feat": -3}}, "model_params", "-3"),
+    ({"scheduler": {"name": "cosine", "params": {"eta_mn": 0}}}, "scheduler.params", "eta_mn"),
+    ({"loss_fn": [{"name": "l1", "params": {"kind": "l2"}}]}, "loss_fn[0].params", "kind"),
+])
+def test_bad_builder_parameters_are_one_line_naming_the_key(tmp_path, change, key, hint):
+    """A typo or a refused value inside a params dict names its key, not a traceback."""
+    data = dict(ORIGINAL, model="msrresnet", iterations=1, scheduler=None,
+                dataset={"root": str(ROOT / "data/T91"), "name": "t91"}, validation=None)
+    cfg = config_mod.load(write(tmp_path, dict(data, **change)))
+    with pytest.raises(ConfigError) as info:
+        build.run(cfg, device="cpu", progress=False)
+    message = str(info.value)
+    assert f'key "{key}"' in message and hint in message and "\n" not in message

@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 from srlib.data.augment import dihedral
-from srlib.data.datasets import (BenchmarkDataset, PairedPatchDataset, gray_from_rgb,
-                                 patch_loader)
+from srlib.config import LoaderParams
+from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset, gray_from_rgb
 from srlib.data.io import ImageReadError, load_image
-from srlib.evaluate import make_lr
+from srlib.data.imresize import make_lr
+from srlib.data.sampler import make_batches
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 T91, SET5, SET14 = DATA / "T91", DATA / "Set5", DATA / "Set14"
@@ -139,26 +140,23 @@ def _same(a, b):
     return all(torch.equal(x, y) and torch.equal(u, v) for (x, u), (y, v) in zip(a, b))
 
 
-def test_patch_loader_batches_and_determinism():
-    ds = PairedPatchDataset(SET5, patch_size=96, length=20)
-    runs = []
-    for seed in (3, 3, 4):
-        torch.manual_seed(0)
-        runs.append(_batches(patch_loader(ds, batch_size=8, seed=seed)))
-    assert len(runs[0]) == 2  # drop_last: 20 // 8
-    lr, hr = runs[0][0]
-    assert lr.shape == (8, 3, 24, 24) and hr.shape == (8, 3, 96, 96)
-    assert _same(runs[0], runs[1])
-    assert not _same(runs[0], runs[2])
+def _loader(ds, seed, workers=0, start=0, batch=8, total=4):
+    params = LoaderParams(batch_size=batch, num_workers=workers)
+    return make_batches(ds, params, seed=seed, total=total, start=start)
 
 
-def test_worker_crops_follow_loader_seed_alone():
-    """With workers, the loader generator seeds each worker: no manual_seed needed."""
-    ds = PairedPatchDataset(SET5, patch_size=48, length=16)
-    a = _batches(patch_loader(ds, batch_size=4, num_workers=2, seed=7))
+def test_training_batches_follow_the_seed_alone():
+    """The training loader: the same seed gives the same patches with or without workers,
+    whatever the global RNG holds, and a resume at iteration k yields the tail of the run."""
+    ds = PairedPatchDataset(SET5, patch_size=48)
+    torch.manual_seed(0)
+    a = _batches(_loader(ds, seed=3))
+    lr, hr = a[0]
+    assert len(a) == 4 and lr.shape == (8, 3, 12, 12) and hr.shape == (8, 3, 48, 48)
     torch.manual_seed(123)  # must not matter
-    b = _batches(patch_loader(ds, batch_size=4, num_workers=2, seed=7))
-    assert len(a) == 4 and _same(a, b)
+    assert _same(a, _batches(_loader(ds, seed=3, workers=2)))
+    assert _same(a[2:], _batches(_loader(ds, seed=3, start=2)))
+    assert not _same(a, _batches(_loader(ds, seed=4)))
 
 
 def test_patch_size_must_divide_by_scale():

@@ -8,7 +8,7 @@ import torch
 from srlib import config as config_mod
 from srlib.data.datasets import PairedPatchDataset
 from srlib.data.device_batches import DeviceBatches
-from srlib.solvers.sampler import IterationBatchSampler, SeededItems
+from srlib.data.sampler import IterationBatchSampler, SeededItems
 from srlib.train import train
 
 from conftest import tiny_config

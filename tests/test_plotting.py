@@ -5,11 +5,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-from srlib import plotting  # noqa: E402
+from srlib import plotting
 
 
 @pytest.fixture(autouse=True)

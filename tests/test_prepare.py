@@ -22,7 +22,7 @@ from srlib.data.prepare import crop_positions, prepare_dataset, prepare_subimage
 
 REPO = Path(__file__).parents[1]
 CROP, STEP = 96, 48
-OPTS = dict(crop_size=CROP, step=STEP, scale=4, progress=False)
+OPTS = {"crop_size": CROP, "step": STEP, "scale": 4, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def src(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(src, tmp_path_factory) -> Path:
-    return prepare_subimages([src], tmp_path_factory.mktemp("out") / "set", workers=2, **OPTS)
+    return prepare_subimages(src, tmp_path_factory.mktemp("out") / "set", workers=2, **OPTS)
 
 
 def crops_of(folder: Path, stem: str) -> list[Path]:

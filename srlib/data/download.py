@@ -120,13 +120,14 @@ def _verify(path: Path, dest: Path, md5: str, origin: str, progress: bool) -> No
         f"afresh, or fetch the right file by hand and put it at {dest.resolve()}.")
 
 
-def download(url: str, dest: Path, md5: str, timeout: float = 30,
+def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
              progress: bool = True) -> Path:
     """Download `url` to `dest` unless a file with the right md5 is already there.
 
     Bytes go to `dest.part` first (a later run resumes it) and are renamed to `dest` only
     once their md5 matches, so no later stage ever sees a truncated or wrong file.
     """
+    dest = Path(dest)
     if dest.exists():  # downloaded earlier, or placed by hand
         _verify(dest, dest, md5, f"{dest}", progress)
         return dest
@@ -138,12 +139,14 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30,
     return dest
 
 
-def extract(archive: Path, dest_dir: Path, progress: bool = True) -> Path:
+def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike,
+            progress: bool = True) -> Path:
     """Unpack a zip or tar into `dest_dir`, which appears only once everything is unpacked.
 
     Member names are made safe by the standard library: zipfile keeps every member inside
     the folder, and tarfile's "data" filter refuses members or links pointing outside it.
     """
+    archive, dest_dir = Path(archive), Path(dest_dir)
     if dest_dir.exists():
         return dest_dir
     tmp = dest_dir.with_name(dest_dir.name + ".partial")

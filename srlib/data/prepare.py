@@ -104,7 +104,7 @@ def _check_params(out_dir: Path, params: dict) -> None:
                          "Delete that folder to remake it, or choose another output folder.")
 
 
-def _source_images(hr_folders: Sequence[str | os.PathLike]) -> dict[str, Path]:
+def _source_images(hr_folders: Sequence[Path]) -> dict[str, Path]:
     """stem -> path over all folders; stems must be unique because they name the crops."""
     images: dict[str, Path] = {}
     for folder in hr_folders:
@@ -118,8 +118,8 @@ def _source_images(hr_folders: Sequence[str | os.PathLike]) -> dict[str, Path]:
 def _cut_all(jobs: list[tuple], workers: int, progress: bool, total: int) -> None:
     """Run the jobs, in a pool of one-thread workers when there are several."""
     workers = min(workers, len(jobs))
-    pool = (multiprocessing.Pool(workers, torch.set_num_threads, (1,)) if workers > 1
-            else nullcontext())
+    pool = (multiprocessing.Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+            if workers > 1 else nullcontext())
     with pool, tqdm(total=total, initial=total - len(jobs), unit="img", desc="sub-images",
                     disable=not progress) as bar:
         results = pool.imap(_cut_image, jobs) if workers > 1 else map(_cut_image, jobs)
@@ -129,11 +129,11 @@ def _cut_all(jobs: list[tuple], workers: int, progress: bool, total: int) -> Non
             bar.update(1)
 
 
-def prepare_subimages(hr_folders: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                      crop_size: int = 480, step: int = 240, thresh_size: int = 0,
-                      scale: int = 4, workers: int | None = None,
+def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike],
+                      out_dir: str | os.PathLike, crop_size: int = 480, step: int = 240,
+                      thresh_size: int = 0, scale: int = 4, workers: int | None = None,
                       progress: bool = True) -> Path:
-    """Cut every image of `hr_folders` into `out_dir/HR` and `out_dir/LR_x<scale>`.
+    """Cut every image of `hr_folders` (one or several) into `out_dir/HR` and `LR_x<scale>`.
 
     Crops are named `<stem>_sNNN.png`. A re-run of a finished folder writes nothing; one
     after an interruption cuts only the images not finished. A corrupt image raises
@@ -141,7 +141,9 @@ def prepare_subimages(hr_folders: Sequence[str | os.PathLike], out_dir: str | os
     """
     if crop_size % scale:
         raise ValueError(f"crop_size {crop_size} must be a multiple of scale {scale}")
-    out_dir = Path(out_dir)
+    if isinstance(hr_folders, (str, os.PathLike)):
+        hr_folders = [hr_folders]
+    hr_folders, out_dir = [Path(folder) for folder in hr_folders], Path(out_dir)
     params = {"crop_size": crop_size, "step": step, "thresh_size": thresh_size,
               "scale": scale, "lr_method": LR_METHOD}
     images = _source_images(hr_folders)
@@ -159,7 +161,7 @@ def prepare_subimages(hr_folders: Sequence[str | os.PathLike], out_dir: str | os
     manifest = json.dumps({
         "format": 1,
         "params": params,
-        "sources": sorted({str(Path(folder).resolve()) for folder in hr_folders}),
+        "sources": sorted({str(folder.resolve()) for folder in hr_folders}),
         "images": len(counts),
         "crops": sum(counts.values()),
         "per_image": counts,
