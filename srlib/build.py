@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from srlib import checkpoint
-from srlib.config import Config, ConfigError, LossTerm
+from srlib.config import Config, ConfigError, LossTerm, check_choice
 from srlib.data.device_batches import DeviceBatches
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
 from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
@@ -87,28 +87,23 @@ TRAIN_DATASETS = {"t91": "folder", "folder": "folder", "div2k": "prepared", "df2
 EVAL_DATASETS = ("set5", "folder")  # the name only labels logs; any folder of HR images works
 
 
-def _choice(name, table, key: str) -> None:
-    if name not in table:
-        raise ConfigError(f'key "{key}": unknown value "{name}"; valid: {", ".join(table)}')
-
-
 def check(cfg: Config) -> None:
     """Check every name in ``cfg`` against the tables, before anything is built."""
-    _choice(cfg.model, MODELS, "model")
-    _choice(cfg.dataset.name, TRAIN_DATASETS, "dataset.name")
-    _choice(cfg.optimizer.name, OPTIMIZERS, "optimizer.name")
+    check_choice(cfg.model, MODELS, "model")
+    check_choice(cfg.dataset.name, TRAIN_DATASETS, "dataset.name")
+    check_choice(cfg.optimizer.name, OPTIMIZERS, "optimizer.name")
     if cfg.scheduler is not None:
-        _choice(cfg.scheduler.name, SCHEDULERS, "scheduler.name")
+        check_choice(cfg.scheduler.name, SCHEDULERS, "scheduler.name")
     if cfg.validation is not None:
-        _choice(cfg.validation.name, EVAL_DATASETS, "validation.name")
+        check_choice(cfg.validation.name, EVAL_DATASETS, "validation.name")
     for i, term in enumerate(cfg.loss_fn):
-        _choice(term.name, LOSSES, f"loss_fn[{i}].name")
+        check_choice(term.name, LOSSES, f"loss_fn[{i}].name")
     if cfg.discriminator is not None:
         d = cfg.discriminator
-        _choice(d.name, DISCRIMINATORS, "discriminator.name")
-        _choice(d.optimizer.name, OPTIMIZERS, "discriminator.optimizer.name")
+        check_choice(d.name, DISCRIMINATORS, "discriminator.name")
+        check_choice(d.optimizer.name, OPTIMIZERS, "discriminator.optimizer.name")
         if d.scheduler is not None:
-            _choice(d.scheduler.name, SCHEDULERS, "discriminator.scheduler.name")
+            check_choice(d.scheduler.name, SCHEDULERS, "discriminator.scheduler.name")
 
 
 def _call(builder, key: str, *args, **params):

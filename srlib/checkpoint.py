@@ -7,6 +7,7 @@ taking ``run`` read and write the fields of ``srlib.build.Run``; only rank 0 wri
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -54,7 +55,7 @@ def _state(run) -> dict:
     d = run.d
     return {
         "format": FORMAT, "iteration": run.iteration, "best_psnr": run.best_psnr,
-        "config": run.cfg.to_dict(), "model": run.model.state_dict(),
+        "config": dataclasses.asdict(run.cfg), "model": run.model.state_dict(),
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
         "ema_state": {"updates": run.ema.updates} if run.ema is not None else None,
         "optimizer": run.optimizer.state_dict(),
