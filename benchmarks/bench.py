@@ -5,7 +5,7 @@
 
 Sections (see benchmarks/README.md for what the figures mean):
 
-* train  - srlib's solver loop (``solve()``: data loading, step, EMA, scheduler, checks, logs)
+* train  - srlib's training loop (``srlib.train.fit``: data loading, step, EMA, scheduler, checks, logs)
            against the plain loop of reference_loop.py on pre-made tensors; target: srlib's
            time per iteration at most 1.05x the reference's.
 * loader - patches/s of srlib's training loader (PairedPatchDataset on T91, SeededItems,
@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing srlib
 import torch  # noqa: E402
 
 from srlib import config as config_mod  # noqa: E402
-from srlib import registry  # noqa: E402
+from srlib import build  # noqa: E402
+from srlib import train as train_mod  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loop import ReferenceTrainer, reference_train_steps  # noqa: E402
@@ -130,10 +131,10 @@ def train_config(path: Path, logdir: Path, iterations: int, device: str = "cpu",
 @contextlib.contextmanager
 def shared_datasets():
     """Build each training set once per benchmark run (T91 with its bicubic LR takes seconds),
-    then hand the same object to every solver."""
-    cache, original = {}, registry.build_train_dataset
+    then hand the same object to every run."""
+    cache, original = {}, build.train_dataset
 
-    def build(config):
+    def cached(config):
         d = config.dataset
         key = (d.name, d.root, config.patch_size, config.scale, d.cache)
         if key not in cache:
@@ -146,33 +147,37 @@ def shared_datasets():
                       "reused for every run below)", flush=True)
         return cache[key]
 
-    registry.build_train_dataset = build
+    build.train_dataset = cached
     try:
         yield
     finally:
-        registry.build_train_dataset = original
+        build.train_dataset = original
 
 
-def instrument(solver) -> list[tuple[float, float]]:
-    """Record (enter, exit) of every ``train_step``: the time between two enters is one
-    iteration of the loop; what is not inside the step is data loading and bookkeeping."""
-    stamps, step = [], solver.train_step
+@contextlib.contextmanager
+def instrument(solver: str):
+    """Record (enter, exit) of every step: the time between two enters is one iteration of
+    the loop; what is not inside the step is data loading and bookkeeping."""
+    stamps, step = [], train_mod.STEPS[solver]
 
-    def timed(lr, hr):
+    def timed(run, lr, hr):
         start = time.perf_counter()
-        logs = step(lr, hr)  # on the CPU every op has finished when it returns
+        logs = step(run, lr, hr)  # on the CPU every op has finished when it returns
         stamps.append((start, time.perf_counter()))
         return logs
 
-    solver.train_step = timed
-    return stamps
+    train_mod.STEPS[solver] = timed
+    try:
+        yield stamps
+    finally:
+        train_mod.STEPS[solver] = step
 
 
 def srlib_iterations(cfg: config_mod.Config, device: str) -> dict:
-    """Run ``solve()``; per-iteration and per-step seconds, the warm-up iteration left out."""
-    solver = registry.build_solver(cfg, device=device, progress=False)
-    stamps = instrument(solver)
-    solver.solve()
+    """Run the training loop; per-iteration and per-step seconds, the warm-up left out."""
+    run = build.run(cfg, device=device, progress=False)
+    with instrument(cfg.solver) as stamps:
+        train_mod.fit(run)
     iters = [stamps[i + 1][0] - stamps[i][0] for i in range(1, len(stamps) - 1)]
     steps = [stamps[i][1] - stamps[i][0] for i in range(1, len(stamps) - 1)]
     log = [json.loads(line) for line in (Path(cfg.logdir) / "metrics.jsonl").read_text()
@@ -184,21 +189,22 @@ def srlib_iterations(cfg: config_mod.Config, device: str) -> dict:
 def interleaved_steps(cfg: config_mod.Config, steps: int, device: str) -> tuple[list, list]:
     """srlib's per-iteration compute and the reference step, alternated one step at a time on
     the same tensors, so that load from other jobs falls on both alike. srlib's side is what
-    ``solve()`` does per iteration besides fetching data and logging: ``train_step``, the EMA
+    the loop does per iteration besides fetching data and logging: the step, the EMA
     update, the scheduler step. Returns (srlib seconds, reference seconds), warm-up dropped."""
-    solver = registry.build_solver(cfg, device=device, progress=False)
+    run = build.run(cfg, device=device, progress=False)
     ref = ReferenceTrainer(cfg, device, cfg.precision, cfg.channels_last)
-    lr, hr = solver._to_device(ref.lr), solver._to_device(ref.hr)
+    lr, hr = train_mod._to_device(run, ref.lr), train_mod._to_device(run, ref.hr)
+    step = train_mod.STEPS[cfg.solver]
 
     def srlib_step() -> float:
-        if solver.device.type == "cuda":
-            torch.cuda.synchronize(solver.device)
+        if run.device.type == "cuda":
+            torch.cuda.synchronize(run.device)
         start = time.perf_counter()
-        solver.train_step(lr, hr)  # on the CPU every op has finished when it returns
-        if solver.ema is not None:
-            solver.ema.update_parameters(solver.model)
-        if solver.scheduler is not None and not solver._plateau_scheduler:
-            solver.scheduler.step()
+        step(run, lr, hr)  # on the CPU every op has finished when it returns
+        if run.ema is not None:
+            run.ema.update()
+        if run.scheduler is not None and not train_mod._on_plateau(run.scheduler):
+            run.scheduler.step()
         return time.perf_counter() - start
 
     ours, theirs = [], []
@@ -313,8 +319,8 @@ def section_loader(plan, tmp: Path, results: dict, rows: list) -> None:
         for workers in (0, 2):
             cfg = train_config(path, tmp / f"loader-{name}-{workers}", batches + 1,
                                workers=workers)
-            solver = registry.build_solver(cfg, device="cpu", progress=False)
-            loader = solver._loader()  # the exact loader solve() iterates
+            run = build.run(cfg, device="cpu", progress=False)
+            loader = train_mod.batches(run)  # the exact loader the training loop iterates
             start = time.perf_counter()
             it = iter(loader)
             next(it)
@@ -322,7 +328,7 @@ def section_loader(plan, tmp: Path, results: dict, rows: list) -> None:
             for _ in range(batches):
                 next(it)
             end = time.perf_counter()
-            del it, loader, solver
+            del it, loader, run
             rate = batches * cfg.dataset.params.batch_size / (end - first)
             ratio = rate / consumed[name]
             entry = {"config": name, "workers": workers, "patch": cfg.patch_size,
@@ -482,8 +488,7 @@ def srlib_rate(cfg: config_mod.Config, device: str) -> tuple[float, list[float]]
     ``log_every`` iterations (each window ends with one read-back of its losses, so the
     figure includes everything the device did). The first window (warm-up, cuDNN autotune,
     compilation) is dropped; returns the median of the rest and all of them."""
-    solver = registry.build_solver(cfg, device=device, progress=False)
-    solver.solve()
+    train_mod.fit(build.run(cfg, device=device, progress=False))
     log = [json.loads(line) for line in (Path(cfg.logdir) / "metrics.jsonl").read_text()
            .splitlines()]
     rates = [r["it_per_s"] for r in log if r["kind"] == "train"]

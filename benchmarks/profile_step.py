@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Where the host time of srlib's training loop goes: cProfile over ``solve()``.
+"""Where the host time of srlib's training loop goes: cProfile over the training loop.
 
     python benchmarks/profile_step.py [--device cuda] [--iterations 400] [--set KEY=VALUE ...]
 
@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from srlib import config as config_mod  # noqa: E402
-from srlib import registry  # noqa: E402
+from srlib import build  # noqa: E402
+from srlib.train import fit  # noqa: E402
 
 
 def main() -> None:
@@ -32,10 +33,10 @@ def main() -> None:
                  "precision=bf16", "channels_last=true", "dataset.on_device=true",
                  f"log_every={args.iterations}"] + args.set
     cfg = config_mod.load(root / "configs/msrresnet_x4.json", overrides)
-    solver = registry.build_solver(cfg, progress=False)
+    run = build.run(cfg, progress=False)
     profile = cProfile.Profile()
     profile.enable()
-    summary = solver.solve()
+    summary = fit(run)
     profile.disable()
     print(f"{summary['iterations']} iterations in {summary['minutes'] * 60:.2f} s "
           f"({summary['iterations'] / (summary['minutes'] * 60):.1f} it/s, warm-up included)")
