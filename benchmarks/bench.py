@@ -5,7 +5,7 @@
 
 Sections (see benchmarks/README.md for what the figures mean):
 
-* train  - srlib's training loop (``srlib.train.fit``: data loading, step, EMA, scheduler, checks, logs)
+* train  - srlib's training loop (``srlib.train.fit``: data, step, EMA, scheduler, checks, logs)
            against the plain loop of reference_loop.py on pre-made tensors; target: srlib's
            time per iteration at most 1.05x the reference's.
 * loader - patches/s of srlib's training loader (PairedPatchDataset on T91, SeededItems,
@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing srlib
 
 import torch  # noqa: E402
 
-from srlib import config as config_mod  # noqa: E402
 from srlib import build  # noqa: E402
+from srlib import config as config_mod  # noqa: E402
 from srlib import train as train_mod  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srlib import config as config_mod  # noqa: E402
 from srlib import build  # noqa: E402
+from srlib import config as config_mod  # noqa: E402
 from srlib.train import fit  # noqa: E402
 
 

@@ -20,10 +20,10 @@ import torch
 
 from srlib import checkpoint
 from srlib.config import Config, ConfigError, LossTerm, check_choice
-from srlib.data.device_batches import DeviceBatches
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
-from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
+from srlib.data.device_batches import DeviceBatches
 from srlib.distributed import DistInfo, pick_device
+from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
 from srlib.models import Discriminator, MSRResNet, SRResNet
 
 MODELS = {

@@ -14,8 +14,8 @@ from srlib import build, config
 from srlib.data.download import DownloadError
 from srlib.data.io import ImageReadError, list_images, load_image, save_image
 from srlib.data.prepare import prepare_dataset
-from srlib.evaluate import bicubic_baseline, format_table, score_model
 from srlib.distributed import pick_device
+from srlib.evaluate import bicubic_baseline, format_table, score_model
 from srlib.inference import load_generator, upscale_image
 from srlib.losses import PretrainedWeightsUnavailable
 from srlib.metrics import summarize
@@ -77,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a JSON config")
     p.add_argument("--config", required=True, help="path to a JSON config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set iterations=200 --set optimizer.params.lr=5e-4")
+                   help="override a config key, e.g. --set optimizer.params.lr=5e-4 (repeatable)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (last.pt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) on folders of HR images")
-    p.add_argument("--data", action="append", required=True, help="folder of HR images (repeatable)")
+    p.add_argument("--data", action="append", required=True,
+                   help="folder of HR images (repeatable)")
     p.add_argument("--bicubic", action="store_true", help="score the bicubic baseline")
     p.add_argument("--checkpoint", help="score a trained generator")
     p.add_argument("--scale", type=int, default=4, help="bicubic scale factor")

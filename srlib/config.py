@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-
 SOLVERS = ("std", "gan")  # the training step: pixel/perceptual losses, or a GAN with its D
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune",
                  "max-autotune-no-cudagraphs")
@@ -114,7 +113,8 @@ class Config:
 def _check(cfg: Config) -> None:
     """Fixed choices, ranges and the solver/loss pairing; names are ``srlib.build``'s job."""
     for key, valid in (("solver", SOLVERS), ("scale", (2, 3, 4)), ("compile", COMPILE_MODES),
-                       ("device", ("auto", "cpu", "cuda")), ("precision", ("fp32", "bf16", "fp16"))):
+                       ("device", ("auto", "cpu", "cuda")),
+                       ("precision", ("fp32", "bf16", "fp16"))):
         check_choice(getattr(cfg, key), valid, key)
     if cfg.epochs is None and cfg.iterations is None and cfg.max_minutes is None:
         raise ConfigError('missing key: "epochs" or "iterations" (or "max_minutes"), to stop')

@@ -45,7 +45,7 @@ class DistInfo:
         return self.world_size > 1
 
     @classmethod
-    def from_environment(cls) -> "DistInfo":
+    def from_environment(cls) -> DistInfo:
         """Join the process group torchrun describes; a plain run gets the single-process info."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

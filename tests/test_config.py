@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from srlib import config as config_mod
 from srlib import build
+from srlib import config as config_mod
 from srlib.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,8 @@ def test_save_round_trip(tmp_path):
 
 def test_overrides(tmp_path):
     cfg = config_mod.load(write(tmp_path, ORIGINAL),
-                          ["iterations=7", "optimizer.params.lr=5e-4", "dataset.params.shuffle=false"])
+                          ["iterations=7", "optimizer.params.lr=5e-4",
+                           "dataset.params.shuffle=false"])
     assert cfg.iterations == 7 and cfg.optimizer.params["lr"] == 5e-4
     assert cfg.dataset.params.shuffle is False
     with pytest.raises(ConfigError, match="key=value"):
@@ -118,9 +119,11 @@ def test_unknown_nested_options(tmp_path):
 
 
 def test_wrong_types_and_ranges(tmp_path):
-    assert 'key "epochs": expected an integer, got "10"' in error_of(tmp_path, dict(ORIGINAL, epochs="10"))
+    msg = error_of(tmp_path, dict(ORIGINAL, epochs="10"))
+    assert 'key "epochs": expected an integer, got "10"' in msg
     assert 'key "epochs": must be >= 1' in error_of(tmp_path, dict(ORIGINAL, epochs=0))
-    msg = error_of(tmp_path, dict(ORIGINAL, dataset=dict(ORIGINAL["dataset"], params={"batch_size": 0})))
+    small_batch = dict(ORIGINAL["dataset"], params={"batch_size": 0})
+    msg = error_of(tmp_path, dict(ORIGINAL, dataset=small_batch))
     assert 'key "dataset.params.batch_size": must be >= 1' in msg
     assert 'key "optimizer.params.lr"' in error_of(
         tmp_path, dict(ORIGINAL, optimizer={"name": "adam", "params": {"lr": -1}}))

@@ -14,10 +14,10 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, tiny_config
 
 from srlib import config as config_mod
 from srlib.train import train
-from conftest import ROOT, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch built without torch.distributed")

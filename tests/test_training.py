@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT, tiny_config, write_config
 
 from srlib import build
 from srlib import config as config_mod
@@ -15,7 +16,6 @@ from srlib import train as train_mod
 from srlib.checkpoint import FORMAT
 from srlib.evaluate import bicubic_baseline
 from srlib.train import TrainingDiverged, train
-from conftest import ROOT, tiny_config, write_config
 
 
 def read_log(logdir, kind="train"):
