@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	bash scripts/run_pipeline.sh quick
 
-# The whole test suite: unit tests (one drives JupyterLab in Debian's Chromium, installed
-# here when missing), then the notebooks through nbval.
+# The whole test suite: lint, unit tests (one drives JupyterLab in Debian's Chromium,
+# installed here when missing), then the notebooks through nbval.
 test: setup
+	$(PY) -m ruff check srlib tests benchmarks
 	bash scripts/install_browser_test_deps.sh
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
 
