@@ -25,13 +25,17 @@ from srlib.data.device_batches import DeviceBatches
 from srlib.distributed import DistInfo, pick_device
 from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
 from srlib.models import Discriminator, MSRResNet, SRResNet
+from srlib.models.vgg_discriminator import VGGStyleDiscriminator
 
 MODELS = {
     "srresnet": SRResNet,    # Ledig et al. 2017, with batch norm
     "msrresnet": MSRResNet,  # BasicSR's modified SRResNet: no BN, bilinear global residual
     "srgan": SRResNet,       # the SRGAN generator is the paper's SRResNet
 }
-DISCRIMINATORS = {"srgan": Discriminator}
+DISCRIMINATORS = {
+    "srgan": Discriminator,                # Ledig et al. 2017
+    "vgg_style": VGGStyleDiscriminator,    # BasicSR's (ESRGAN, MSRGAN); loads its weights
+}
 
 LOSSES = {
     "l1": functools.partial(PixelLoss, "l1"),
@@ -253,7 +257,8 @@ def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,
     torch.manual_seed(cfg.seed)
     g = model(cfg).to(device)
     if cfg.generator_path and not cfg.checkpoint:  # before the EMA copy is made from it
-        g.load_state_dict(checkpoint.generator_state(cfg.generator_path))
+        # the trained weights, not their EMA: what BasicSR's GAN recipes start from
+        g.load_state_dict(checkpoint.generator_state(cfg.generator_path, prefer_ema=False))
     if cfg.channels_last:
         g = g.to(memory_format=torch.channels_last)
     net = dist.wrap(g)  # DDP when distributed, G otherwise

@@ -4,12 +4,11 @@ Every mistake is one :class:`ConfigError` naming the file, the key and what woul
 The names of models, losses and the like are checked by ``srlib.build``, which owns them."""
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -160,9 +159,10 @@ def _get(node, dotted: str):
 
 def _normalise_loss(value: Any) -> list:
     """A name or a list of names/terms -> a list of terms. The original's ``"adversarial"``
-    is the SRGAN paper's loss: two terms, VGG54 content plus 1e-3 x GAN."""
+    is the SRGAN paper's loss: VGG54 after its ReLU (the paper's phi_5,4), plus 1e-3 x GAN."""
     if value == "adversarial":
-        return [{"name": "perceptual"}, {"name": "adversarial", "weight": 1e-3}]
+        return [{"name": "perceptual", "params": {"before_activation": False}},
+                {"name": "adversarial", "weight": 1e-3}]
     if isinstance(value, str):
         return [{"name": value}]
     if isinstance(value, list):
@@ -225,7 +225,7 @@ def save(config: Config, logdir: str | Path | None = None) -> Path:
     """The resolved config as ``config.json`` in the run's folder (resume uses the checkpoint's)."""
     target = Path(logdir or config.logdir) / "config.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
     return target
 
 
@@ -252,18 +252,18 @@ def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f'key "{where}": expected an object, got {type(data).__name__}')
     hints, prefix = typing.get_type_hints(cls), f"{where}." if where else ""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = {f.name: f for f in fields(cls)}
     for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             raise ConfigError(f'unknown key "{prefix}{key}"{hint}; '
-                              f"valid keys here: {', '.join(sorted(fields))}")
+                              f"valid keys here: {', '.join(sorted(known))}")
     kwargs = {}
-    for name, f in fields.items():
+    for name, f in known.items():
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], prefix + name)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        elif f.default is MISSING and f.default_factory is MISSING:
             raise ConfigError(f'missing required key "{prefix}{name}"')
     return cls(**kwargs)
 
@@ -280,7 +280,7 @@ def _coerce(value: Any, hint: Any, where: str):
                                   f"got {json.dumps(value)}")
             return value
         hint = options[0]
-    if dataclasses.is_dataclass(hint):
+    if is_dataclass(hint):
         return _build(hint, value, where)
     expected = typing.get_origin(hint) or hint
     if expected is float and isinstance(value, int) and not isinstance(value, bool):

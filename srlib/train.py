@@ -60,10 +60,12 @@ def gan_step(run: Run, lr: torch.Tensor, hr: torch.Tensor) -> dict:
     run.d.requires_grad_(False)  # G's loss flows through D, but D's weights are not G's to move
     with autocast(run):
         sr = run.net(lr)
-        fake_logits = run.d_net(sr)
-        real_logits = run.d_net(hr).detach()
+        fake_logits = run.d_net(sr).float()
+        # only the relativistic loss judges SR against D(HR); the vanilla one needs D(SR) alone
+        real_logits = (run.d_net(hr).detach().float()
+                       if run.adversarial.needs_real_logits else None)
     content, terms = run.loss(sr.float(), hr)
-    adv = run.adversarial.generator_loss(real_logits.float(), fake_logits.float())
+    adv = run.adversarial.generator_loss(real_logits, fake_logits)
     g_loss = content + run.adv_weight * adv
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(g_loss).backward()

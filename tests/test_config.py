@@ -68,6 +68,7 @@ def test_loss_list_with_weights_and_adversarial_shorthand(tmp_path):
     assert [(t.name, t.weight) for t in cfg.loss_fn] == [("l1", 0.01), ("perceptual", 1.0)]
     gan = config_mod.load(write(tmp_path, dict(ORIGINAL, solver="gan", loss_fn="adversarial")))
     assert [(t.name, t.weight) for t in gan.loss_fn] == [("perceptual", 1.0), ("adversarial", 1e-3)]
+    assert gan.loss_fn[0].params == {"before_activation": False}  # the paper's phi_5,4
     assert gan.discriminator.name == "srgan"  # default discriminator filled in
 
 

@@ -165,3 +165,18 @@ def test_ema_starts_from_the_loaded_generator(tmp_path):
             discriminator={"params": {"num_feat": 8}}))
         ema = build.run(cfg, progress=False).ema.module.state_dict()
         assert all(torch.equal(ema[k], v) for k, v in g_state.items()), solver
+
+
+@pytest.mark.parametrize("kind,passes", [("vanilla", 3), ("relativistic", 4)])
+def test_gan_step_runs_d_on_hr_for_g_only_when_the_loss_needs_it(tmp_path, kind, passes):
+    """Vanilla G loss looks at D(SR) alone: D(SR) for G, then D(HR), D(SR) for D's update."""
+    cfg = config_mod.from_dict(tiny_config(
+        tmp_path, solver="gan", validation=None,
+        loss_fn=[{"name": "l1"}, {"name": "adversarial", "params": {"kind": kind}}],
+        discriminator={"name": "vgg_style", "params": {"num_feat": 8}}))
+    run = build.run(cfg, progress=False)
+    calls = []
+    run.d.register_forward_hook(lambda *_: calls.append(1))
+    batch = next(iter(train_mod.batches(run)))
+    logs = train_mod.gan_step(run, batch["lr"], batch["hr"])
+    assert len(calls) == passes and torch.isfinite(logs["adversarial"])

@@ -1,0 +1,47 @@
+"""BasicSR's VGG-style discriminator (ESRGAN, BasicSR's MSRGAN recipe), with BasicSR's module
+names (``conv0_0``, ``bn0_1``, ..., ``linear1``, ``linear2``) so that its weights load as they are.
+
+Each stage is a 3x3 conv and a 4x4 stride-2 conv, halving the patch until it is 4x4; a small
+dense head (100 units) gives one logit. It is lighter than the SRGAN paper's discriminator,
+whose first dense layer alone takes most of that one's parameters.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+
+class VGGStyleDiscriminator(nn.Module):
+    """HR patch (N, C, input_size, input_size) -> real/fake logit (N, 1); no sigmoid."""
+
+    def __init__(self, in_channels: int = 3, num_feat: int = 64, input_size: int = 128):
+        super().__init__()
+        stages = math.log2(input_size / 4)
+        if stages < 1 or stages != int(stages):
+            raise ValueError(f"input_size must be 4 times a power of two (BasicSR uses 128 or "
+                             f"256), got {input_size}")
+        self.input_size, self.stages = input_size, int(stages)
+        width = num_feat
+        self.conv0_0 = nn.Conv2d(in_channels, width, 3, 1, 1)  # the only conv with a bias
+        for i in range(self.stages):
+            out = num_feat * min(2**i, 8)
+            if i:  # no bias where batch norm follows: its shift makes one redundant
+                setattr(self, f"conv{i}_0", nn.Conv2d(width, out, 3, 1, 1, bias=False))
+                setattr(self, f"bn{i}_0", nn.BatchNorm2d(out))
+            setattr(self, f"conv{i}_1", nn.Conv2d(out, out, 4, 2, 1, bias=False))
+            setattr(self, f"bn{i}_1", nn.BatchNorm2d(out))
+            width = out
+        self.linear1 = nn.Linear(width * 4 * 4, 100)
+        self.linear2 = nn.Linear(100, 1)
+        self.lrelu = nn.LeakyReLU(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(f"VGGStyleDiscriminator got a {tuple(x.shape[-2:])} input but was "
+                             f"built for {self.input_size}; set its input_size to the HR patch")
+        feat = self.lrelu(self.conv0_0(x))
+        for i in range(self.stages):
+            if i:
+                feat = self.lrelu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)))
+            feat = self.lrelu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)))
+        return self.linear2(self.lrelu(self.linear1(feat.flatten(1))))
