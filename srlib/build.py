@@ -1,17 +1,13 @@
-"""Config names -> the objects they build: one plain table per kind, and a builder for each.
-
-Adding an option is one entry in one table. Some names are kept from the PyTorch SRGAN project
-this repository grew from, as aliases: model ``srgan`` (= ``srresnet``, the SRGAN generator),
-optimizer ``adam``, schedulers ``reduce`` and ``cyclic``, datasets ``div2k``/``df2k``, and
-loss names ``mse``, ``perceptual``, ``adversarial`` (``loss_fn: "adversarial"`` expands to two
-terms in :mod:`srlib.config`). A wrong name or parameter is a :class:`ConfigError` that names
-the key and lists what would be valid.
-"""
+"""Config names -> the objects they build (one plain table per kind), and :func:`run`, which
+builds everything a training run needs in order. A wrong name or parameter is a
+:class:`ConfigError` naming the key and what would be valid. The README's config table lists
+the names, among them those kept from the PyTorch SRGAN project this repository grew from."""
 from __future__ import annotations
 
 import copy
 import functools
 import inspect
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,21 +89,18 @@ EVAL_DATASETS = ("set5", "folder")  # the name only labels logs; any folder of H
 
 def check(cfg: Config) -> None:
     """Check every name in ``cfg`` against the tables, before anything is built."""
-    check_choice(cfg.model, MODELS, "model")
-    check_choice(cfg.dataset.name, TRAIN_DATASETS, "dataset.name")
-    check_choice(cfg.optimizer.name, OPTIMIZERS, "optimizer.name")
-    if cfg.scheduler is not None:
-        check_choice(cfg.scheduler.name, SCHEDULERS, "scheduler.name")
-    if cfg.validation is not None:
-        check_choice(cfg.validation.name, EVAL_DATASETS, "validation.name")
-    for i, term in enumerate(cfg.loss_fn):
-        check_choice(term.name, LOSSES, f"loss_fn[{i}].name")
-    if cfg.discriminator is not None:
-        d = cfg.discriminator
-        check_choice(d.name, DISCRIMINATORS, "discriminator.name")
-        check_choice(d.optimizer.name, OPTIMIZERS, "discriminator.optimizer.name")
-        if d.scheduler is not None:
-            check_choice(d.scheduler.name, SCHEDULERS, "discriminator.scheduler.name")
+    d = cfg.discriminator
+    named = [(cfg.model, MODELS, "model"), (cfg.dataset.name, TRAIN_DATASETS, "dataset.name"),
+             (cfg.optimizer.name, OPTIMIZERS, "optimizer.name"),
+             (cfg.scheduler and cfg.scheduler.name, SCHEDULERS, "scheduler.name"),
+             (cfg.validation and cfg.validation.name, EVAL_DATASETS, "validation.name"),
+             (d and d.name, DISCRIMINATORS, "discriminator.name"),
+             (d and d.optimizer.name, OPTIMIZERS, "discriminator.optimizer.name"),
+             (d and d.scheduler and d.scheduler.name, SCHEDULERS, "discriminator.scheduler.name")]
+    named += [(t.name, LOSSES, f"loss_fn[{i}].name") for i, t in enumerate(cfg.loss_fn)]
+    for name, table, key in named:
+        if name is not None:
+            check_choice(name, table, key)
 
 
 def _call(builder, key: str, *args, **params):
@@ -226,6 +219,7 @@ class Run:
     loss: torch.nn.Module            # content terms: pixel, perceptual
     train_set: torch.utils.data.Dataset
     total: int                       # iterations this run trains for
+    precision: str = "fp32"          # what autocast uses: the config's, or fp32 on a CPU
     ema: EMA | None = None
     d: torch.nn.Module | None = None  # GAN only: discriminator, its wrapper, optimiser, ...
     d_net: torch.nn.Module | None = None
@@ -262,15 +256,20 @@ def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,
     if cfg.channels_last:
         g = g.to(memory_format=torch.channels_last)
     net = dist.wrap(g)  # DDP when distributed, G otherwise
-    if cfg.compile:  # the same weights: checkpoints still save g's state
+    gpu, notes = device.type == "cuda", []
+    if cfg.compile and gpu:  # the same weights: checkpoints still save g's state
         net = torch.compile(net, mode="default" if cfg.compile is True else cfg.compile)
+    if not gpu and (cfg.compile or cfg.precision != "fp32"):  # GPU settings of a full config
+        notes.append(f"on {device.type}, compile={json.dumps(cfg.compile)} and precision="
+                     f"{cfg.precision} are GPU settings: this run uses eager fp32")
     g_opt = optimizer(cfg.optimizer, g.parameters())
     data = train_dataset(cfg)
     total = cfg.iterations or (cfg.epochs * math.ceil(len(data) / batch)
                                if cfg.epochs else 10**9)  # else bounded by max_minutes only
     r = Run(cfg=cfg, dist=dist, device=device, model=g, net=net, optimizer=g_opt,
             scheduler=scheduler(cfg.scheduler, g_opt, total),
-            scaler=torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16"),
+            precision=cfg.precision if gpu else "fp32", notes=notes,
+            scaler=torch.amp.GradScaler(device.type, enabled=gpu and cfg.precision == "fp16"),
             loss=content_loss(cfg).to(device), train_set=data, total=total,
             ema=EMA(g, cfg.ema_decay) if cfg.ema_decay else None, progress=progress)
     if cfg.dataset.on_device:  # the whole set as uint8 on the device (see its module)
@@ -289,7 +288,7 @@ def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,
                                   "discriminator.optimizer")
         r.d_scheduler = scheduler(cfg.discriminator.scheduler, r.d_optimizer, total,
                                   "discriminator.scheduler")
-        r.d_scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        r.d_scaler = torch.amp.GradScaler(device.type, enabled=r.precision == "fp16")
         if not cfg.generator_path and not cfg.checkpoint:
             r.notes.append("GAN generator starts from random weights (no generator_path); "
                            "SRGAN is meant to start from a trained SRResNet")

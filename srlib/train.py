@@ -31,9 +31,9 @@ class TrainingDiverged(RuntimeError):
 
 def autocast(run: Run):
     """Mixed precision for forward passes (backward runs outside it)."""
-    if run.cfg.precision == "fp32":
+    if run.precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if run.cfg.precision == "bf16" else torch.float16
+    dtype = torch.bfloat16 if run.precision == "bf16" else torch.float16
     return torch.autocast(run.device.type, dtype=dtype)
 
 

@@ -1,11 +1,14 @@
 """The recipe card (docs/recipes.md) and the full configs cannot drift apart: every training
 value of every full config is in the card, and every value in the card is the config's."""
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, tiny_config
 
 from srlib.models import Discriminator
 from srlib.models.vgg_discriminator import VGGStyleDiscriminator
@@ -65,3 +68,33 @@ def test_vgg_style_discriminator_has_basicsr_module_names():
     assert d(torch.rand(2, 3, 64, 64)).shape == (2, 1)
     with pytest.raises(ValueError, match="input_size"):
         VGGStyleDiscriminator(input_size=96)
+
+
+def _toy(config: str, logdir, images, *extra) -> subprocess.CompletedProcess:
+    """``srlib train`` on a full config, overridden only in size, length and where things are
+    (a tiny model and data, 2 iterations, CPU, random VGG weights: this machine is offline)."""
+    sets = [f"logdir={logdir}", "iterations=2", "save_every=2", "log_every=1",
+            "model_params.num_feat=8", "model_params.num_block=1", "patch_size=64",
+            "dataset.name=t91", f"dataset.root={images}", "dataset.params.batch_size=2",
+            "dataset.params.num_workers=0", "dataset.params.pin_memory=false",
+            "validation.max_images=1", "validation.every=2", "device=cpu",
+            "allow_random_vgg=true", *extra]
+    cmd = [sys.executable, "-m", "srlib", "train", "--config", str(ROOT / "configs" / config),
+           "--no-progress", *(a for s in sets for a in ("--set", s))]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("psnr,gan", [("srresnet_x4.json", "srgan_paper_x4.json"),
+                                      ("msrresnet_x4.json", "srgan_x4.json")])
+def test_gan_configs_run_at_toy_size_from_their_psnr_run(tmp_path, psnr, gan):
+    images = tiny_config(tmp_path)["dataset"]["root"]
+    first = _toy(psnr, tmp_path / "psnr", images)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "GPU settings: this run uses eager fp32" in first.stdout  # said, not an error
+    done = _toy(gan, tmp_path / "gan", images, f"generator_path={tmp_path / 'psnr/last.pt'}",
+                "discriminator.params.num_feat=8")
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(tmp_path / "gan/last.pt", weights_only=True)
+    assert state["iteration"] == 2 and "discriminator" in state["extra"]
+    assert (state["ema"] is not None) == (gan == "srgan_x4.json")
