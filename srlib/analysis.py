@@ -137,7 +137,7 @@ def benchmark(models: Mapping[str, torch.nn.Module], sets: Mapping[str, str | Pa
                 "rows": score_model(model, dataset),
                 "images": {it["name"]: upscale_image(model, it["lr_uint8"], scale, tile=None,
                                                      precision="fp32") for it in dataset.items}}
-        for label, entry in entries.items():
+        for entry in entries.values():
             if "rows" in entry:
                 entry["mean"] = summarize(entry["rows"])
         out[set_name] = entries
@@ -184,13 +184,15 @@ def load_lpips(device: str = "cpu"):
             warnings.simplefilter("ignore")
             net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
     except (OSError, RuntimeError) as exc:  # AlexNet weights not downloadable or corrupt
-        return None, f"LPIPS could not load its AlexNet ImageNet weights ({type(exc).__name__}: {exc})"
+        return None, (f"LPIPS could not load its AlexNet ImageNet weights "
+                      f"({type(exc).__name__}: {exc})")
 
     @torch.no_grad()
     def distance(sr: np.ndarray, hr: np.ndarray) -> float:
         def as_input(img):  # uint8 HxW[x3] -> 1x3xHxW in [-1, 1]
             img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-            return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].to(device) / 127.5 - 1
+            chw = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+            return chw.to(device) / 127.5 - 1
         return float(net(as_input(sr), as_input(hr)))
     return distance, None
 

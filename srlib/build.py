@@ -20,8 +20,7 @@ from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
 from srlib.data.device_batches import DeviceBatches
 from srlib.distributed import DistInfo, pick_device
 from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
-from srlib.models import Discriminator, MSRResNet, SRResNet
-from srlib.models.vgg_discriminator import VGGStyleDiscriminator
+from srlib.models import Discriminator, MSRResNet, SRResNet, VGGStyleDiscriminator
 
 MODELS = {
     "srresnet": SRResNet,    # Ledig et al. 2017, with batch norm
@@ -252,7 +251,8 @@ def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,
     g = model(cfg).to(device)
     if cfg.generator_path and not cfg.checkpoint:  # before the EMA copy is made from it
         # the trained weights, not their EMA: what BasicSR's GAN recipes start from
-        g.load_state_dict(checkpoint.generator_state(cfg.generator_path, prefer_ema=False))
+        weights = checkpoint.generator_state(cfg.generator_path, prefer_ema=False)
+        checkpoint.load_weights(g, weights, f'"generator_path" {cfg.generator_path}')
     if cfg.channels_last:
         g = g.to(memory_format=torch.channels_last)
     net = dist.wrap(g)  # DDP when distributed, G otherwise

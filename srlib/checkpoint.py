@@ -20,6 +20,10 @@ from srlib.data.io import atomic_path, write_text_atomic
 FORMAT = "srlib-checkpoint-v1"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, or weights that do not fit the model."""
+
+
 def save(state: dict, path: str | Path) -> Path:
     """Write ``state`` beside ``path``, flush it to disk, then rename it into place."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -37,7 +41,8 @@ def load(path: str | Path, map_location: Any = "cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt, truncated, or a pickle of whole objects
-        raise ValueError(f"cannot load checkpoint {path}: {err}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
 
 
 def generator_state(source: str | Path | dict, prefer_ema: bool = True) -> dict:
@@ -48,7 +53,17 @@ def generator_state(source: str | Path | dict, prefer_ema: bool = True) -> dict:
         return state["ema"] if prefer_ema and state.get("ema") is not None else state["model"]
     if all(isinstance(v, torch.Tensor) for v in state.values()):
         return state
-    raise ValueError(f"{source}: neither an srlib checkpoint nor a state dict of tensors")
+    raise CheckpointError(f"{source}: neither an srlib checkpoint nor a state dict of tensors")
+
+
+def load_weights(model, state_dict: dict, source) -> None:
+    """``model.load_state_dict`` with a mismatch said in one line naming ``source``."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:  # missing or unexpected keys, or other shapes
+        detail = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"{source}: its weights do not fit {type(model).__name__} "
+                              f"({detail})") from None
 
 
 def _state(run) -> dict:
@@ -85,9 +100,9 @@ def restore(run, path) -> None:
     """Continue exactly where ``path`` stopped: weights, optimiser, schedule, RNG, EMA, D."""
     state = load(path, map_location=run.device)
     if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an srlib training checkpoint (use generator_path "
-                         "to start from bare generator weights)")
-    run.model.load_state_dict(state["model"])
+        raise CheckpointError(f"{path}: not an srlib training checkpoint (use "
+                              "generator_path to start from bare generator weights)")
+    load_weights(run.model, state["model"], path)
     if run.ema is not None and state.get("ema") is not None:
         run.ema.module.load_state_dict(state["ema"])
         run.ema.updates = int((state.get("ema_state") or {}).get("updates", 0))
@@ -101,7 +116,7 @@ def restore(run, path) -> None:
     run.iteration, run.best_psnr = int(state["iteration"]), float(state["best_psnr"])
     extra = state.get("extra") or {}
     if run.d is not None:
-        run.d.load_state_dict(extra["discriminator"])
+        load_weights(run.d, extra["discriminator"], path)
         run.d_optimizer.load_state_dict(extra["d_optimizer"])
         if run.d_scheduler is not None and extra.get("d_scheduler") is not None:
             run.d_scheduler.load_state_dict(extra["d_scheduler"])

@@ -23,11 +23,12 @@ def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = Tru
     """Rebuild the generator a checkpoint was trained with (from the config saved inside it)."""
     state = checkpoint.load(path, map_location=device)
     if state.get("format") != checkpoint.FORMAT:
-        raise ValueError(f"{path}: not an srlib checkpoint (no config inside to rebuild "
-                         "the model); load a bare state dict into a model you build yourself")
+        raise checkpoint.CheckpointError(
+            f"{path}: not an srlib checkpoint (no config inside to rebuild the model); load a "
+            "bare state dict into a model you build yourself")
     cfg = state["config"]
     model = build.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
-    model.load_state_dict(checkpoint.generator_state(state, prefer_ema=prefer_ema))
+    checkpoint.load_weights(model, checkpoint.generator_state(state, prefer_ema), path)
     model.scale = cfg["scale"]
     return model.to(device).eval()
 
@@ -90,6 +91,6 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, scale: int = 4,
     (tiled, half precision on a GPU) that ``srlib upscale`` and the notebooks use."""
     gray = image.ndim == 2
     rgb = np.repeat(image[..., None], 3, axis=2) if gray else image[..., :3]
-    lr = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    lr = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0
     sr = to_uint8(upscale(model, lr, scale, tile, overlap, precision))
     return gray_from_rgb(sr) if gray else sr

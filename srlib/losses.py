@@ -41,18 +41,14 @@ class PixelLoss(nn.Module):
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return _CRITERIA[self.kind](sr, hr)
 
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}"
-
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """The ImageNet VGG19 weights are neither cached nor downloadable."""
 
 
 def _layer_end(features: nn.Sequential, layer: str, before_activation: bool) -> int:
-    """Exclusive end index into ``vgg19().features`` for "vggIJ", the J-th conv of block I.
-    Max-pooling separates the blocks and each conv is followed by its ReLU, so the cut is
-    just after the conv or just after its ReLU: vgg22 -> 8 or 9, vgg54 -> 35 or 36."""
+    """Exclusive end index into ``vgg19().features`` for "vggIJ", the J-th conv of block I:
+    just after the conv or after its ReLU (vgg22 -> 8 or 9, vgg54 -> 35 or 36)."""
     names, block, conv = [], 1, 0
     for index, module in enumerate(features):
         if isinstance(module, nn.MaxPool2d):
@@ -65,15 +61,18 @@ def _layer_end(features: nn.Sequential, layer: str, before_activation: bool) -> 
     raise ValueError(f"unknown PerceptualLoss layer {layer!r}; valid values: {names}")
 
 
-def _urlopen(url: str, timeout: float):
-    """``urlopen`` that also gives up on a DNS look-up after ``timeout`` s: the socket timeout
-    does not cover name resolution, which can hang for minutes offline, so it runs in a
-    daemon thread that we stop waiting for."""
-    result: list = [TimeoutError(f"no answer from {urlparse(url).hostname} in {timeout:g} s")]
+def _download(path: Path, timeout: float) -> None:
+    """Fetch VGG19_URL to ``path``, checked against the hash prefix in the file name;
+    ``atomic_path`` leaves no file behind after a failed or interrupted download.
+
+    ``urlopen`` runs in a daemon thread that we stop waiting for after ``timeout``: the
+    socket timeout does not cover the DNS look-up, which can hang for minutes offline."""
+    result: list = [TimeoutError(f"no answer from {urlparse(VGG19_URL).hostname} "
+                                 f"in {timeout:g} s")]
 
     def target() -> None:
         try:
-            result[0] = urlopen(url, timeout=timeout)
+            result[0] = urlopen(VGG19_URL, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
             result[0] = exc
 
@@ -82,39 +81,13 @@ def _urlopen(url: str, timeout: float):
     thread.join(timeout)
     if isinstance(result[0], Exception):
         raise result[0]
-    return result[0]
-
-
-def _download(path: Path, timeout: float) -> None:
-    """Fetch VGG19_URL to ``path``, checked against the hash prefix in the file name;
-    ``atomic_path`` makes sure a failed or interrupted download leaves no file behind."""
-    prefix = Path(VGG19_FILE).stem.split("-")[-1]
-    digest = hashlib.sha256()
-    with _urlopen(VGG19_URL, timeout) as response, atomic_path(path) as tmp, open(tmp, "wb") as out:
+    prefix, digest = Path(VGG19_FILE).stem.split("-")[-1], hashlib.sha256()
+    with result[0] as response, atomic_path(path) as tmp, open(tmp, "wb") as out:
         while chunk := response.read(1 << 20):
             digest.update(chunk)
             out.write(chunk)
         if not digest.hexdigest().startswith(prefix):
             raise ValueError(f"SHA-256 {digest.hexdigest()[:16]}... does not start with {prefix}")
-
-
-def _load_pretrained(net: nn.Sequential, path: Path, timeout: float) -> None:
-    """Copy into ``net`` the ImageNet tensors it needs, downloading the file if missing."""
-    try:
-        if not path.is_file():
-            _download(path, timeout)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict({key: state[f"features.{key}"] for key in net.state_dict()})
-    except Exception as exc:  # network, disk, unpickling, missing keys: all mean "no weights"
-        raise PretrainedWeightsUnavailable(
-            "PerceptualLoss needs the ImageNet VGG19 weights (torchvision "
-            f"VGG19_Weights.IMAGENET1K_V1) but could not load them: {type(exc).__name__}: {exc}\n"
-            f"Download {VGG19_URL} where there is internet access and put it at\n    {path}\n"
-            f"(the file {VGG19_FILE} in torch.hub.get_dir()/checkpoints/, i.e. "
-            "$TORCH_HOME/hub/checkpoints/, or in the weights_dir option).\n"
-            "For tests or offline demos only, `allow_random_vgg: true` in a config runs with "
-            "random VGG19 weights; perceptual loss values are then meaningless."
-        ) from exc
 
 
 class PerceptualLoss(nn.Module):
@@ -141,19 +114,29 @@ class PerceptualLoss(nn.Module):
                              f"got {input_range!r}")
         with torch.device("meta"):  # the layout only: the 120M-parameter classifier costs nothing
             features = torchvision.models.vgg19().features
-        self.layer, self.before_activation = layer, before_activation
         self.layer_end = _layer_end(features, layer, before_activation)
-        self.rescale, self.criterion, self.input_range = float(rescale), criterion, (low, high)
-
+        self.rescale, self.criterion = float(rescale), criterion
         net = features[: self.layer_end].to_empty(device="cpu")
-        folder = Path(weights_dir or Path(torch.hub.get_dir(), "checkpoints")).expanduser()
         self.random_weights = not pretrained
         if pretrained:
+            path = Path(weights_dir or Path(torch.hub.get_dir(), "checkpoints")).expanduser()
+            path = path / VGG19_FILE
             try:
-                _load_pretrained(net, folder / VGG19_FILE, download_timeout)
-            except PretrainedWeightsUnavailable:
+                if not path.is_file():
+                    _download(path, download_timeout)
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                net.load_state_dict({key: state[f"features.{key}"] for key in net.state_dict()})
+            except Exception as exc:  # network, disk, unpickling, missing keys: "no weights"
                 if not allow_random_weights:
-                    raise
+                    raise PretrainedWeightsUnavailable(
+                        "PerceptualLoss needs the ImageNet VGG19 weights (torchvision "
+                        "VGG19_Weights.IMAGENET1K_V1) but could not load them: "
+                        f"{type(exc).__name__}: {exc}\nDownload {VGG19_URL} where there is "
+                        f"internet access and put it at\n    {path}\n(the file {VGG19_FILE} "
+                        "in torch.hub.get_dir()/checkpoints/, i.e. $TORCH_HOME/hub/"
+                        "checkpoints/, or in the weights_dir option).\nFor tests or offline "
+                        "demos only, `allow_random_vgg: true` in a config runs with random "
+                        "VGG19 weights; perceptual loss values are then meaningless.") from exc
                 self.random_weights = True
         if self.random_weights:  # seeded He init, as torchvision's VGG: features keep a sane scale
             generator = torch.Generator().manual_seed(seed)
@@ -181,11 +164,6 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():  # the target needs no graph
             target = self.features(hr)
         return _CRITERIA[self.criterion](self.features(sr), target)
-
-    def extra_repr(self) -> str:
-        return (f"layer={self.layer!r}, before_activation={self.before_activation}, "
-                f"end={self.layer_end}, rescale={self.rescale:.6g}, criterion={self.criterion!r}, "
-                f"input_range={self.input_range}, random_weights={self.random_weights}")
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -231,9 +209,6 @@ class AdversarialLoss(nn.Module):
         real_rel, fake_rel = _relativistic(real_logits, fake_logits)
         return 0.5 * (_bce(real_rel, 0.0) + _bce(fake_rel, 1.0))
 
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}"
-
 
 class CombinedLoss(nn.Module):
     """``total = sum(weight * term(sr, hr))``, returned with ``{name: unweighted value}``: detached
@@ -263,6 +238,3 @@ class CombinedLoss(nn.Module):
             total = total + self.weights[name] * value
             values[name] = value.detach()
         return total, values
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{name}*{weight:g}" for name, weight in self.weights.items())

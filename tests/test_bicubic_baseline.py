@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srlib.data.imresize import imresize, modcrop
+from srlib.data.imresize import imresize, make_lr, modcrop
 from srlib.data.io import (
     ImageReadError,
     list_images,
@@ -20,10 +20,8 @@ from srlib.data.io import (
     to_float_tensor,
     to_uint8,
 )
-from srlib.data.imresize import make_lr
 from srlib.evaluate import bicubic_baseline, format_table
-from srlib.metrics import score_pair, summarize
-from srlib.metrics import psnr, rgb_to_y, ssim
+from srlib.metrics import psnr, rgb_to_y, score_pair, ssim, summarize
 
 DATA = Path(__file__).parents[1] / "data"
 

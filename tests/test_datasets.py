@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from srlib.data.augment import dihedral
 from srlib.config import LoaderParams
+from srlib.data.augment import dihedral
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset, gray_from_rgb
-from srlib.data.io import ImageReadError, load_image
 from srlib.data.imresize import make_lr
+from srlib.data.io import ImageReadError, load_image
 from srlib.data.sampler import make_batches
 
 DATA = Path(__file__).resolve().parents[1] / "data"

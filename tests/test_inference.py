@@ -8,6 +8,7 @@ import torch
 from conftest import ROOT, tiny_config, write_config
 
 from srlib import config as config_mod
+from srlib.cli import main
 from srlib.data.io import load_image, save_image
 from srlib.inference import load_generator, upscale, upscale_image
 from srlib.models import MSRResNet
@@ -132,3 +133,64 @@ def test_cli_bicubic_table():
     assert done.returncode == 0
     mean = [line for line in done.stdout.splitlines() if line.startswith("mean")][0]
     assert mean.split()[1] == "28.42"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-iteration MSRResNet checkpoint, and a folder with an image."""
+    tmp = tmp_path_factory.mktemp("trained")
+    train(config_mod.from_dict(tiny_config(tmp, iterations=2, validation=None)), progress=False)
+    images = tmp / "images"
+    save_image(images / "a.png", load_image(ROOT / "data/Set5/bird.png")[:24, :24])
+    return tmp / "run/last.pt", images
+
+
+def _cases(tmp, ckpt, images):
+    """(argv, what the one line must say): each a mistake a person makes."""
+    junk = tmp / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    cut = tmp / "cut.pt"
+    cut.write_bytes(ckpt.read_bytes()[:5000])
+    other = tmp / "other.pt"  # a checkpoint whose config disagrees with its weights
+    state = torch.load(ckpt, weights_only=True)
+    state["config"]["model_params"]["num_feat"] = 16
+    torch.save(state, other)
+    wide = tmp / "wide.pt"  # bare weights of another model
+    torch.save(MSRResNet(num_feat=16, num_block=1).state_dict(), wide)
+    img = images / "a.png"
+    return [
+        (["eval", "--checkpoint", junk, "--data", images], "cannot load checkpoint"),
+        (["upscale", "--checkpoint", cut, img, tmp / "o.png"], "cannot load checkpoint"),
+        (["upscale", "--checkpoint", other, img, tmp / "o.png"], "do not fit MSRResNet"),
+        (["upscale", "--checkpoint", ckpt, img, img], "would overwrite an input"),
+        (["upscale", "--checkpoint", ckpt, img, tmp / "o.webpx"], "unknown image type"),
+        (["upscale", "--checkpoint", ckpt, img, tmp / "o.png", "--tile", "0"], ">= 1"),
+        (["upscale", "--checkpoint", ckpt, img, tmp / "o.png", "--overlap", "-1"], ">= 0"),
+        (["upscale", "--checkpoint", ckpt, img, tmp / "o.png", "--tile", "32"], "half of --tile"),
+        (["eval", "--bicubic", "--scale", "0", "--data", images], ">= 2"),
+        (["train", "--config", write_config(tmp), "--set", f"generator_path={wide}"],
+         "do not fit MSRResNet"),
+        (["train", "--config", write_config(tmp), "--resume", junk], "cannot load checkpoint"),
+    ]
+
+
+def test_cli_mistakes_end_in_one_line_with_exit_code_2(trained, tmp_path, capsys):
+    ckpt, images = trained
+    for argv, expected in _cases(tmp_path, ckpt, images):
+        with pytest.raises(SystemExit) as done:
+            sys.exit(main([str(a) for a in argv]))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert done.value.code == 2, (argv, err)
+        assert expected in err[-1] and err[-1].startswith(("error:", "srlib")), (argv, err)
+        assert not any("Traceback" in line for line in err), (argv, err)
+
+
+def test_upscale_folder_gives_each_image_its_own_output(trained, tmp_path):
+    ckpt, images = trained
+    folder = tmp_path / "in"
+    for name in ("a.png", "a.jpg", "b.png"):
+        save_image(folder / name, load_image(images / "a.png"))
+    assert main(["upscale", "--checkpoint", str(ckpt), str(folder), str(folder)]) == 0
+    outputs = sorted(p.name for p in folder.glob("*_x4.png"))
+    assert outputs == ["a_jpg_x4.png", "a_png_x4.png", "b_x4.png"]
+    assert {p.name for p in folder.iterdir()} >= {"a.png", "a.jpg", "b.png"}  # kept

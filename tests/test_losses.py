@@ -76,7 +76,8 @@ def test_pixel_losses_on_known_tensors():
 
 @pytest.mark.parametrize("build, message", [
     (lambda: PixelLoss("l2"), r"PixelLoss kind 'l2'.*\['l1', 'mse'\]"),
-    (lambda: PerceptualLoss(criterion="huber", pretrained=False), r"criterion 'huber'.*'l1', 'mse'"),
+    (lambda: PerceptualLoss(criterion="huber", pretrained=False),
+     r"criterion 'huber'.*'l1', 'mse'"),
     (lambda: PerceptualLoss(layer="vgg55", pretrained=False), r"layer 'vgg55'.*'vgg11'.*'vgg54'"),
     (lambda: PerceptualLoss(input_range=(1, 0), pretrained=False), r"input_range"),
     (lambda: AdversarialLoss("wgan"), r"AdversarialLoss kind 'wgan'.*'vanilla', 'relativistic'"),

@@ -330,3 +330,16 @@ def test_discriminator_size_errors():
         model(torch.rand(1, 3, 128, 128))
     msg = str(err.value)
     assert "128x128" in msg and "96x96" in msg and "input_size" in msg and "HR patch size" in msg
+
+
+@pytest.mark.parametrize("name", ["srresnet", "msrresnet"])
+def test_generator_output_is_fp32_under_bf16_autocast(name):
+    """bf16's step near 1.0 is 2^-8 (about a grey level): the image the losses see is fp32."""
+    from srlib.build import MODELS
+    model = MODELS[name](num_feat=8, num_block=1)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        assert torch.nn.functional.conv2d(x, torch.rand(1, 3, 1, 1)).dtype == torch.bfloat16
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, model(x), atol=0.05)  # the same image, to bf16's precision

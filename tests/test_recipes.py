@@ -10,8 +10,7 @@ import pytest
 import torch
 from conftest import ROOT, tiny_config
 
-from srlib.models import Discriminator
-from srlib.models.vgg_discriminator import VGGStyleDiscriminator
+from srlib.models import Discriminator, VGGStyleDiscriminator
 
 CARD = (ROOT / "docs/recipes.md").read_text()
 FULL = sorted(p.name for p in (ROOT / "configs").glob("*.json"))

@@ -1,10 +1,8 @@
 """Aligned random crops and dihedral augmentation for LR/HR training pairs.
 
-Everything works on uint8 numpy arrays (views, no copies) because that is the
-cheapest place to do it; conversion to float tensors happens once, at the end.
-
-Randomness comes from one torch generator per draw (the global one by default), which
-training seeds per item from (seed, iteration): see `srlib.data.sampler`.
+Everything works on uint8 numpy views (no copies); the conversion to float happens once, at
+the end. Draws come from one torch generator (the global one by default), which training
+seeds per item from (seed, iteration): see `srlib.data.sampler`.
 """
 
 from __future__ import annotations
@@ -19,9 +17,8 @@ def draw_patch_params(lr_hw: tuple[int, int], lr_size: int, augment: bool,
 
     The one place the draws happen, so the CPU loader and the on-device batch cutter
     (``srlib.data.device_batches``) turn the same seed into the same patch. All five numbers
-    come from one call (a GPU step lasts a few milliseconds, and the device path makes 16 of
-    these per step on the host); reducing 30-bit draws modulo a crop range of at most a few
-    thousand positions leaves a bias below one in 10^5.
+    come from one call (cheap: the device path makes 16 per GPU step on the host); 30-bit
+    draws modulo a crop range of a few thousand positions are biased by under 1 in 10^5.
     """
     h, w = lr_hw
     y, x, *bits = torch.randint(1 << 30, (5,), generator=generator).tolist()
@@ -30,22 +27,14 @@ def draw_patch_params(lr_hw: tuple[int, int], lr_size: int, augment: bool,
 
 
 def aligned_crop(lr: np.ndarray, hr: np.ndarray, y: int, x: int, lr_size: int, scale: int):
-    """Crop the LR patch at (y, x) and the HR patch covering the same scene area.
-
-    HR pixels [y*s, (y+lr_size)*s) are exactly the pixels the LR pixels
-    [y, y+lr_size) were computed from (up to the filter's support), which is
-    what makes the pair a valid training example.
-    """
+    """The LR patch at (y, x) and the HR patch [y*s, (y+lr_size)*s) it was computed from."""
     hy, hx, hs = y * scale, x * scale, lr_size * scale
     return lr[y:y + lr_size, x:x + lr_size], hr[hy:hy + hs, hx:hx + hs]
 
 
 def dihedral(img: np.ndarray, hflip: bool, vflip: bool, transpose: bool) -> np.ndarray:
-    """One of the 8 symmetries of the square (flips plus a transpose = 90° rotations).
-
-    Natural-image statistics are (roughly) invariant to these, so they multiply
-    the effective training set by 8 for free.
-    """
+    """One of the 8 symmetries of the square (flips plus a transpose = 90° rotations), to
+    which natural-image statistics are roughly invariant: 8x the training set for free."""
     if hflip:
         img = img[:, ::-1]
     if vflip:

@@ -1,16 +1,12 @@
 """The whole training set as uint8 on the training device, with batches cut there.
 
-A GPU step of the full MSRResNet takes a few milliseconds; a CPU loader that decodes,
-crops, flips and copies 16 patches per step can fall behind it. Here every LR/HR pair is
-decoded once and uploaded as uint8 (DIV2K's 32,592 sub-images of 480x480 take about
-23.9 GB with their LR, which fits an 80 GB card), and each batch is a handful of kernels on
-the device: slices (views), one stack, the flips as masked selects, one conversion to float.
-No CPU worker is on the critical path.
-
-Batches are the same as the CPU loader's, bit for bit: item ``(index, seed)`` draws its crop
-and flips from a generator seeded with ``seed`` through ``augment.draw_patch_params``, exactly
-as ``PairedPatchDataset[index]`` does under ``SeededItems``. So exact resume and the DDP
-batch split work unchanged, and a test on the CPU checks the equality.
+A GPU step of the full MSRResNet takes a few milliseconds; a CPU loader that decodes, crops,
+flips and copies 16 patches per step can fall behind it. Here every pair is decoded once and
+uploaded as uint8 (DIV2K's 32,592 sub-images of 480x480 and their LR take about 23.9 GB), and
+a batch is a handful of device kernels. Batches equal the CPU loader's bit for bit: item
+``(index, seed)`` draws its crop and flips through ``augment.draw_patch_params`` from a
+generator seeded with ``seed``, as ``PairedPatchDataset[index]`` does under ``SeededItems``,
+so exact resume and the DDP batch split work unchanged.
 """
 from __future__ import annotations
 
@@ -21,54 +17,45 @@ import torch
 from tqdm.auto import tqdm
 
 from srlib.data.augment import draw_patch_params
-from srlib.data.datasets import PairedPatchDataset, _header_size
+from srlib.data.datasets import PairedPatchDataset
+from srlib.data.io import image_size
 
 
 class DeviceBatches:
     """Cuts training batches from a :class:`PairedPatchDataset` held on ``device`` as uint8."""
 
-    def __init__(self, dataset: PairedPatchDataset, device, progress: bool = False,
-                 threads: int = 8):
+    def __init__(self, dataset: PairedPatchDataset, device, progress: bool = False):
         self.device = torch.device(device)
-        self.scale, self.lr_size = dataset.scale, dataset.lr_size
-        self.augment, self.length = dataset.augment, len(dataset)
-        pairs = len(dataset.paths)
+        self.scale, self.lr_size, self.augment = dataset.scale, dataset.lr_size, dataset.augment
         _check_fits(dataset, self.device)
         self.lr_images: list[torch.Tensor] = []
         self.hr_images: list[torch.Tensor] = []
-        self.nbytes = 0
         self._generator = torch.Generator()  # re-seeded per item: the item's own stream
-        bar = tqdm(total=pairs, desc=f"uploading training set to {self.device}", unit="img",
-                   disable=not progress)
+        pairs = len(dataset.paths)
         # Decoding is most of the time and PIL releases the GIL: a few threads overlap it.
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with ThreadPoolExecutor(max_workers=8) as pool, tqdm(
+                total=pairs, desc=f"uploading training set to {self.device}", unit="img",
+                disable=not progress) as bar:
             for hr, lr in pool.map(dataset.pair, range(pairs)):
                 self.hr_images.append(self._upload(hr))
                 self.lr_images.append(self._upload(lr))
                 bar.update(1)
-        bar.close()
         self._lr_hw = [tuple(t.shape[1:]) for t in self.lr_images]  # looked up every item
 
     def _upload(self, image: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 -> 3xHxW uint8 on the device (contiguous, so crops are cheap views)."""
         # np.require copies only a read-only array (torch cannot wrap those)
-        t = torch.from_numpy(np.require(image, requirements="W")).permute(2, 0, 1).contiguous()
-        t = t.to(self.device, non_blocking=False)
-        self.nbytes += t.numel()
-        return t
-
-    def __len__(self) -> int:
-        return self.length
+        t = torch.from_numpy(np.require(image, requirements="W")).permute(2, 0, 1)
+        return t.contiguous().to(self.device)
 
     def batch(self, items: list[tuple[int, int]]) -> dict:
         """``{"lr", "hr"}`` float NCHW in [0, 1] on the device for ``(index, seed)`` items."""
         lr_patches, hr_patches, flips = [], [], []
         s, n = self.scale, self.lr_size
-        generator = self._generator
         for index, seed in items:
             k = index % len(self.lr_images)
-            generator.manual_seed(seed)
-            y, x, flip = draw_patch_params(self._lr_hw[k], n, self.augment, generator)
+            self._generator.manual_seed(seed)
+            y, x, flip = draw_patch_params(self._lr_hw[k], n, self.augment, self._generator)
             lr_patches.append(self.lr_images[k][:, y:y + n, x:x + n])
             hr_patches.append(self.hr_images[k][:, y * s:(y + n) * s, x * s:(x + n) * s])
             flips.append(flip)
@@ -77,21 +64,15 @@ class DeviceBatches:
                 "hr": _to_float(_dihedral(torch.stack(hr_patches), mask))}
 
 
-def dataset_bytes(dataset: PairedPatchDataset) -> int:
-    """uint8 bytes of all HR and LR images, from the file headers (nothing decoded)."""
-    total = 0
-    for hr_path, lr_path in dataset.paths:
-        h, w = _header_size(hr_path)
-        lh, lw = _header_size(lr_path) if lr_path else (h // dataset.scale, w // dataset.scale)
-        total += 3 * (h * w + lh * lw)
-    return total
-
-
 def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
     """Refuse, before uploading anything, a set that would not leave room for training."""
     if device.type != "cuda":
         return
-    need = dataset_bytes(dataset)
+    need = 0  # uint8 bytes of all HR and LR images, from the file headers
+    for hr_path, lr_path in dataset.paths:
+        h, w = image_size(hr_path)
+        lh, lw = image_size(lr_path) if lr_path else (h // dataset.scale, w // dataset.scale)
+        need += 3 * (h * w + lh * lw)
     free, total = torch.cuda.mem_get_info(device)
     if need > 0.8 * free:
         raise ValueError(
@@ -102,15 +83,11 @@ def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
 
 
 def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-item hflip, vflip, transpose (in that order, as ``augment.dihedral``) by mask.
-
-    Square patches make the transpose shape-preserving, so one masked select per transform
-    handles the whole batch.
-    """
+    """Per-item hflip, vflip, transpose (in ``augment.dihedral``'s order) where ``mask`` says;
+    square patches keep the shape, so one masked select per transform does the batch."""
     for column, flip in enumerate((lambda b: b.flip(-1), lambda b: b.flip(-2),
                                    lambda b: b.transpose(-1, -2))):
-        chosen = mask[:, column]
-        batch = torch.where(chosen.view(-1, 1, 1, 1), flip(batch), batch)
+        batch = torch.where(mask[:, column].view(-1, 1, 1, 1), flip(batch), batch)
     return batch
 
 
@@ -119,12 +96,9 @@ _LEVELS_ON: dict = {}
 
 
 def _to_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1], bit-identical to ``io.to_float_tensor``.
-
-    A table lookup rather than ``/ 255``: CUDA divides by a scalar as a multiply by its
-    reciprocal, which rounds some levels one bit differently from the CPU.
-    """
-    table = _LEVELS_ON.get(batch.device)
-    if table is None:
-        table = _LEVELS_ON[batch.device] = _LEVELS.to(batch.device)
-    return table[batch.long()]
+    """uint8 -> float32 in [0, 1], bit-identical to ``io.to_float_tensor``: a table lookup,
+    because CUDA divides by a scalar as a multiply by its reciprocal, which rounds some levels
+    one bit differently from the CPU."""
+    if batch.device not in _LEVELS_ON:
+        _LEVELS_ON[batch.device] = _LEVELS.to(batch.device)
+    return _LEVELS_ON[batch.device][batch.long()]

@@ -21,11 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-__all__ = ["DATASETS", "Archive", "ChecksumError", "DownloadError", "download", "extract",
-           "fetch_dataset", "md5sum"]
-
 CHUNK = 1 << 20
-USER_AGENT = "srlib-downloader/0.2 (python urllib)"
 
 
 class DownloadError(RuntimeError):
@@ -56,28 +52,14 @@ FLICKR2K = Archive(
     "5d3f39443d5e9489bff8963f8f26cb03", "about 11.6 GB", 2650, "Flickr2K/Flickr2K_HR")
 
 # dataset name -> the archives whose HR images are cut into its training sub-images
-DATASETS: dict[str, tuple[Archive, ...]] = {
-    "div2k": (DIV2K_TRAIN,),
-    "df2k": (DIV2K_TRAIN, FLICKR2K),
-}
-
-
-def md5sum(path: Path, progress: bool = False) -> str:
-    """md5 of a file, read in chunks so a multi-GB archive does not fill memory."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                     desc=f"md5 {path.name}", disable=not progress,
-                                     leave=False) as bar:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
+DATASETS: dict[str, tuple[Archive, ...]] = {"div2k": (DIV2K_TRAIN,),
+                                            "df2k": (DIV2K_TRAIN, FLICKR2K)}
 
 
 def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
     """Download `url` into `part`, continuing what an earlier run left there."""
     offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": "srlib-downloader/0.2"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
@@ -109,15 +91,22 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
 
 def _verify(path: Path, dest: Path, md5: str, origin: str, progress: bool) -> None:
     """Set `path` aside as `dest.bad` and raise unless its md5 is `md5`."""
-    actual = md5sum(path, progress)
-    if actual == md5:
+    digest = hashlib.md5()  # in chunks, so a multi-GB archive does not fill memory
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                     desc=f"md5 {path.name}", disable=not progress,
+                                     leave=False) as bar:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    if digest.hexdigest() == md5:
         return
     bad = dest.with_name(dest.name + ".bad")
     os.replace(path, bad)
     raise ChecksumError(
-        f"{origin} is not the expected file (wrong file or corrupt): its md5 is {actual}, "
-        f"expected {md5}. It was moved aside to {bad}; delete it. Run again to download it "
-        f"afresh, or fetch the right file by hand and put it at {dest.resolve()}.")
+        f"{origin} is not the expected file (wrong file or corrupt): its md5 is "
+        f"{digest.hexdigest()}, expected {md5}. It was moved aside to {bad}; delete it. Run "
+        f"again to download it afresh, or fetch the right file by hand and put it at "
+        f"{dest.resolve()}.")
 
 
 def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
@@ -143,8 +132,8 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike,
             progress: bool = True) -> Path:
     """Unpack a zip or tar into `dest_dir`, which appears only once everything is unpacked.
 
-    Member names are made safe by the standard library: zipfile keeps every member inside
-    the folder, and tarfile's "data" filter refuses members or links pointing outside it.
+    The standard library makes member names safe: zipfile keeps every member inside the
+    folder, and tarfile's "data" filter refuses members or links pointing outside it.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     if dest_dir.exists():
@@ -160,11 +149,10 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike,
         else:
             with tarfile.open(archive) as tf:
                 tf.extractall(tmp, members=tqdm(tf.getmembers(), **bar), filter="data")
-    except tarfile.FilterError as e:
-        shutil.rmtree(tmp)
-        raise DownloadError(f"refusing to unpack {archive}: {e}") from None
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, tarfile.FilterError):
+            raise DownloadError(f"refusing to unpack {archive}: {e}") from None
         raise
     os.replace(tmp, dest_dir)
     return dest_dir
@@ -220,6 +208,5 @@ def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | Non
         raise DownloadError("\n".join([
             f"Could not download {len(missing)} archive(s) for {name}: {first_error}",
             "Without internet here, fetch each file below elsewhere and copy it to the path "
-            + "shown; the next run checks its md5 and uses it:",
-            *missing]))
+            "shown; the next run checks its md5 and uses it:", *missing]))
     return folders

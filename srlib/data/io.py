@@ -1,9 +1,8 @@
-"""Image reading/writing with loud failures and uint8 <-> float conversions.
+"""Image reading/writing with loud failures, and uint8 <-> float conversions.
 
-Why so strict: a truncated PNG that decodes to a half-grey image still
-yields a PSNR, just a wrong one. Reads therefore verify the file first and
-raise ``ImageReadError`` naming the file; writes go to a temporary file
-then ``os.replace`` so an interrupted run never leaves half a PNG behind.
+A truncated PNG that decodes to a half-grey image still yields a PSNR, just a wrong one, so
+reads verify the file and raise ``ImageReadError`` naming it; writes go to a temporary file
+and then ``os.replace``, so an interrupted run never leaves half a file behind.
 """
 
 from __future__ import annotations
@@ -18,18 +17,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "ImageReadError",
-    "atomic_path",
-    "list_images",
-    "load_image",
-    "save_image",
-    "to_float_tensor",
-    "to_uint8",
-    "write_text_atomic",
-]
-
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -37,9 +24,23 @@ class ImageReadError(ValueError):
     """An image file is missing, unreadable or corrupt."""
 
     def __init__(self, path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
+        self.path, self.reason = Path(path), reason
         super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+@contextmanager
+def _reading(path) -> Iterator[None]:
+    """Turn whatever PIL raises for a bad file (OSError, SyntaxError, ...) into ImageReadError."""
+    try:
+        yield
+    except Exception as exc:
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+def image_size(path) -> tuple[int, int]:
+    """(height, width) from the file header alone, so nothing is decoded."""
+    with _reading(path), Image.open(path) as im:
+        return im.height, im.width
 
 
 def _round_to_uint8(x: np.ndarray) -> np.ndarray:
@@ -47,44 +48,21 @@ def _round_to_uint8(x: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
-def _pil_to_array(im: Image.Image) -> np.ndarray:
-    """Decoded PIL image -> uint8 HxW (single channel) or HxWx3."""
-    mode = im.mode
-    if mode == "L":
-        return np.asarray(im, dtype=np.uint8)
-    if mode in ("1", "LA"):
-        return np.asarray(im.convert("L"), dtype=np.uint8)
-    if mode.startswith("I"):  # I, I;16, I;16B, ...: 16-bit gray -> 8 bits
-        return _round_to_uint8(np.asarray(im, dtype=np.float64) * (255.0 / 65535.0))
-    if mode == "F":  # float gray, taken to be in [0, 1]
-        return _round_to_uint8(np.asarray(im, dtype=np.float64) * 255.0)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)  # RGB(A/X), P, CMYK, YCbCr, ...
-
-
 def load_image(path) -> np.ndarray:
     """Read an image as uint8: HxWx3 for colour, HxW for single-channel."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
-    try:
+    with _reading(path):
         with Image.open(path) as im:
             im.verify()  # checks structure/CRCs; catches truncated PNGs
         with Image.open(path) as im:
             im.load()  # decodes; raises on truncated data
-            return _pil_to_array(im)
-    except ImageReadError:
-        raise
-    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ...)
-        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
-
-
-def _to_hwc_uint8_array(array) -> np.ndarray:
-    arr = to_uint8(array)  # uint8 passes through; floats are clamped and rounded
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
-        raise ValueError(f"save_image expects HxW or HxWx3, got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+            if im.mode.startswith("I") or im.mode == "F":  # 16-bit gray, or float gray in [0, 1]
+                peak = 255.0 if im.mode == "F" else 255.0 / 65535.0
+                return _round_to_uint8(np.asarray(im, dtype=np.float64) * peak)
+            gray = im.mode in ("1", "L", "LA")
+            return np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
 
 
 @contextmanager
@@ -114,12 +92,16 @@ def write_text_atomic(path, text: str) -> Path:
 def save_image(path, array) -> Path:
     """Write uint8 or float [0, 1] HxW / HxWx3 atomically; returns the path."""
     path = Path(path)
-    arr = _to_hwc_uint8_array(array)
+    arr = to_uint8(array)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+        raise ValueError(f"save_image expects HxW or HxWx3, got shape {arr.shape}")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format from the extension of {path}")
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format=fmt)
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format=fmt)
     return path
 
 
@@ -128,9 +110,8 @@ def list_images(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
-    paths = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    paths = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
     return paths
@@ -139,9 +120,8 @@ def list_images(folder) -> list[Path]:
 def to_uint8(x) -> np.ndarray:
     """Float [0, 1] image -> uint8 HxW[x3] numpy (clamp, then round).
 
-    Accepts numpy HxW / HxWxC, or a torch tensor CxHxW / 1xCxHxW / HxW
-    (channels moved last; a single channel gives HxW). uint8 input is
-    returned as an HWC numpy array unchanged.
+    Takes numpy HxW / HxWxC, or a torch tensor CxHxW / 1xCxHxW / HxW (channels moved last;
+    one channel gives HxW). uint8 input is returned as a numpy array unchanged.
     """
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
@@ -151,8 +131,6 @@ def to_uint8(x) -> np.ndarray:
             t = t[0]
         if t.dim() == 3:
             t = t[0] if t.shape[0] == 1 else t.permute(1, 2, 0)
-        elif t.dim() != 2:
-            raise ValueError(f"expected CxHxW or HxW tensor, got shape {tuple(x.shape)}")
         x = t.numpy()
     arr = np.asarray(x)
     if arr.dtype == np.uint8:
@@ -163,15 +141,12 @@ def to_uint8(x) -> np.ndarray:
 
 
 def to_float_tensor(img) -> torch.Tensor:
-    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1] (HW -> 1xHxW).
+    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1] (HxW -> 1xHxW).
 
-    Float numpy input is taken to be in [0, 1] already and is not rescaled.
+    Float input is taken to be in [0, 1] already and is not rescaled.
     """
     arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise ValueError(f"expected HxW or HxWxC, got shape {arr.shape}")
+    arr = arr[..., None] if arr.ndim == 2 else arr
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
     if arr.dtype == np.uint8:
         return t.float().div_(255.0)

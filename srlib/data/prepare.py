@@ -2,10 +2,9 @@
 
 Decoding a 2K PNG to take one 96x96 patch makes training I/O-bound, so (as BasicSR's
 `extract_subimages.py` does) each HR image is cut once into overlapping crops, and each
-crop's LR is made offline with the same MATLAB bicubic as evaluation (`make_lr`).
-Cutting a big set takes long, so it is resumable: every crop is written atomically, and a
-re-run cuts again only the images whose crops are not all on disk. `manifest.json` is
-written last and records what the folder holds.
+crop's LR is made offline with the same MATLAB bicubic as evaluation (`make_lr`). It is
+resumable: every crop is written atomically, a re-run cuts only the images whose crops are
+not all on disk, and `manifest.json`, written last, records what the folder holds.
 """
 
 from __future__ import annotations
@@ -18,34 +17,28 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 from tqdm import tqdm
 
 from srlib.data.download import fetch_dataset
 from srlib.data.imresize import make_lr
 from srlib.data.io import (
     ImageReadError,
+    image_size,
     list_images,
     load_image,
     save_image,
     write_text_atomic,
 )
 
-__all__ = ["crop_positions", "prepare_dataset", "prepare_subimages"]
-
 MANIFEST = "manifest.json"
 STARTED = ".params.json"  # the settings of a run that has not finished yet
-LR_METHOD = "matlab_bicubic"  # recorded so a folder made another way is not mixed in
+LR_METHOD = "matlab_bicubic_replicate"  # recorded: a folder made another way is not mixed in
 
 
 def crop_positions(length: int, crop_size: int, step: int, thresh_size: int = 0) -> list[int]:
-    """Top (or left) offsets of the crops along one side, BasicSR's convention.
-
-    range(0, length - crop_size + 1, step), plus a last crop flush with the far edge when
-    the strip it would otherwise miss is wider than `thresh_size`. A side shorter than
-    `crop_size` gives no crop.
-    """
+    """Top (or left) offsets of the crops along one side, BasicSR's convention:
+    range(0, length - crop_size + 1, step), plus a last crop flush with the far edge when the
+    strip it would otherwise miss is wider than `thresh_size`. A short side gives no crop."""
     if length < crop_size:
         return []
     positions = list(range(0, length - crop_size + 1, step))
@@ -58,23 +51,9 @@ def _crop_name(stem: str, index: int) -> str:
     return f"{stem}_s{index:03d}.png"
 
 
-def _crop_count(path: Path, crop_size: int, step: int, thresh_size: int) -> int:
-    """Crops one image gives, from its header alone: a re-run need not decode finished ones."""
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-    except Exception as e:  # PIL raises many types
-        raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
-    return (len(crop_positions(height, crop_size, step, thresh_size))
-            * len(crop_positions(width, crop_size, step, thresh_size)))
-
-
 def _cut_image(job: tuple) -> str | None:
-    """Write every HR crop of one image and its LR; return why the image is unreadable, if so.
-
-    The reason is returned, not raised, because an ImageReadError does not survive the
-    trip back from a worker process.
-    """
+    """Write every HR crop of one image and its LR; return why the image is unreadable, if
+    so (returned, not raised: an ImageReadError does not survive the trip from a worker)."""
     path, stem, out_dir, crop_size, step, thresh_size, scale = job
     try:
         img = load_image(path)
@@ -104,31 +83,6 @@ def _check_params(out_dir: Path, params: dict) -> None:
                          "Delete that folder to remake it, or choose another output folder.")
 
 
-def _source_images(hr_folders: Sequence[Path]) -> dict[str, Path]:
-    """stem -> path over all folders; stems must be unique because they name the crops."""
-    images: dict[str, Path] = {}
-    for folder in hr_folders:
-        for path in list_images(folder):
-            if images.setdefault(path.stem, path) != path:
-                raise ValueError(f"two source images are named {path.stem!r} "
-                                 f"({images[path.stem]}, {path}): their crops would collide")
-    return images
-
-
-def _cut_all(jobs: list[tuple], workers: int, progress: bool, total: int) -> None:
-    """Run the jobs, in a pool of one-thread workers when there are several."""
-    workers = min(workers, len(jobs))
-    pool = (multiprocessing.Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
-            if workers > 1 else nullcontext())
-    with pool, tqdm(total=total, initial=total - len(jobs), unit="img", desc="sub-images",
-                    disable=not progress) as bar:
-        results = pool.imap(_cut_image, jobs) if workers > 1 else map(_cut_image, jobs)
-        for job, reason in zip(jobs, results):
-            if reason is not None:
-                raise ImageReadError(job[0], reason)
-            bar.update(1)
-
-
 def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike],
                       out_dir: str | os.PathLike, crop_size: int = 480, step: int = 240,
                       thresh_size: int = 0, scale: int = 4, workers: int | None = None,
@@ -146,9 +100,16 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
     hr_folders, out_dir = [Path(folder) for folder in hr_folders], Path(out_dir)
     params = {"crop_size": crop_size, "step": step, "thresh_size": thresh_size,
               "scale": scale, "lr_method": LR_METHOD}
-    images = _source_images(hr_folders)
-    counts = {stem: _crop_count(path, crop_size, step, thresh_size)
-              for stem, path in images.items()}
+    images: dict[str, Path] = {}  # stems must be unique: they name the crops
+    for path in (p for folder in hr_folders for p in list_images(folder)):
+        if images.setdefault(path.stem, path) != path:
+            raise ValueError(f"two source images are named {path.stem!r} "
+                             f"({images[path.stem]}, {path}): their crops would collide")
+    counts = {}  # from the headers alone: a re-run need not decode finished images
+    for stem, path in images.items():
+        h, w = image_size(path)
+        counts[stem] = (len(crop_positions(h, crop_size, step, thresh_size))
+                        * len(crop_positions(w, crop_size, step, thresh_size)))
     _check_params(out_dir, params)
     for folder in ("HR", f"LR_x{scale}"):
         (out_dir / folder).mkdir(exist_ok=True)
@@ -156,16 +117,21 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
     jobs = [(images[stem], stem, out_dir, crop_size, step, thresh_size, scale)
             for stem, count in counts.items()
             if not all(_crop_name(stem, i) in on_disk for i in range(1, count + 1))]
-    _cut_all(jobs, workers or min(4, os.cpu_count() or 1), progress, len(images))
+
+    workers = min(workers or min(4, os.cpu_count() or 1), len(jobs))
+    pool = multiprocessing.Pool(workers) if workers > 1 else nullcontext()
+    with pool, tqdm(total=len(images), initial=len(images) - len(jobs), unit="img",
+                    desc="sub-images", disable=not progress) as bar:
+        results = pool.imap(_cut_image, jobs) if workers > 1 else map(_cut_image, jobs)
+        for job, reason in zip(jobs, results):
+            if reason is not None:
+                raise ImageReadError(job[0], reason)
+            bar.update(1)
 
     manifest = json.dumps({
-        "format": 1,
-        "params": params,
+        "format": 1, "params": params, "images": len(counts), "crops": sum(counts.values()),
         "sources": sorted({str(folder.resolve()) for folder in hr_folders}),
-        "images": len(counts),
-        "crops": sum(counts.values()),
-        "per_image": counts,
-    }, indent=1, sort_keys=True) + "\n"
+        "per_image": counts}, indent=1, sort_keys=True) + "\n"
     if not (out_dir / MANIFEST).exists() or (out_dir / MANIFEST).read_text() != manifest:
         write_text_atomic(out_dir / MANIFEST, manifest)
     (out_dir / STARTED).unlink(missing_ok=True)

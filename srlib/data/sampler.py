@@ -1,9 +1,9 @@
 """Batches as a pure function of (seed, iteration), so a resumed run sees the same data.
 
 Each iteration's batch is a list of ``(index, sample_seed)`` pairs: indices walk through a
-per-epoch permutation, and ``sample_seed`` drives the random crop and augmentation of that
-item. Nothing depends on worker count or on how many batches were drawn before, which is
-what makes resume-after-SIGKILL reproduce the uninterrupted run exactly.
+per-epoch permutation, and ``sample_seed`` drives that item's crop and augmentation. Nothing
+depends on the worker count or on earlier batches, so resume-after-SIGKILL reproduces the
+uninterrupted run exactly.
 """
 from __future__ import annotations
 
@@ -43,11 +43,9 @@ class IterationBatchSampler(Sampler):
         return self._perm
 
     def batch_for(self, iteration: int) -> list[tuple[int, int]]:
-        items = []
-        for j in range(self.batch):
-            k = iteration * self.batch + j
-            index = int(self._order(k // self.n)[k % self.n])
-            items.append((index, (self.seed * _MIX + k) % (2**63)))
+        ks = range(iteration * self.batch, (iteration + 1) * self.batch)
+        items = [(int(self._order(k // self.n)[k % self.n]), (self.seed * _MIX + k) % 2**63)
+                 for k in ks]
         return items[self.rank::self.world]
 
     def __iter__(self):
@@ -81,7 +79,7 @@ def make_batches(dataset: Dataset, params, seed: int, total: int, start: int = 0
                                     shuffle=params.shuffle, rank=rank, world_size=world_size)
     if device_batches is not None:
         return (device_batches.batch(items) for items in sampler)
-    return DataLoader(SeededItems(dataset), batch_sampler=sampler,
-                      num_workers=params.num_workers, pin_memory=params.pin_memory,
-                      persistent_workers=params.num_workers > 0,
-                      prefetch_factor=4 if params.num_workers > 0 else None)
+    workers = params.num_workers
+    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers,
+                      pin_memory=params.pin_memory, persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)

@@ -1,23 +1,17 @@
-"""Super-resolution networks: SRResNet, MSRResNet (BasicSR layout) and the SRGAN discriminator."""
+"""SR networks, one per file: SRResNet, MSRResNet (BasicSR layout), two discriminators."""
 
-import torch.nn as nn
+from torch import nn
 
 from .basicsr import load_basicsr_msrresnet, msrresnet_from_basicsr
 from .discriminator import Discriminator
 from .msrresnet import MSRResNet
 from .srresnet import SRResNet
+from .vgg_discriminator import VGGStyleDiscriminator
+
+__all__ = ["Discriminator", "MSRResNet", "SRResNet", "VGGStyleDiscriminator", "count_parameters",
+           "load_basicsr_msrresnet", "msrresnet_from_basicsr"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of learnable scalars (BatchNorm running stats are buffers and not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-__all__ = [
-    "SRResNet",
-    "MSRResNet",
-    "Discriminator",
-    "count_parameters",
-    "load_basicsr_msrresnet",
-    "msrresnet_from_basicsr",
-]

@@ -1,32 +1,19 @@
-"""Pieces shared by the generators: how a scale factor becomes upsampling stages."""
+"""How a scale factor becomes sub-pixel upsampling stages (shared by the generators)."""
 
-import torch.nn as nn
-
-SCALES = (2, 3, 4)
+from torch import nn
 
 
 def upsample_factors(scale: int) -> list[int]:
-    """Split `scale` into PixelShuffle factors.
-
-    x4 is two x2 stages rather than one x4 stage: each conv then only has to
-    produce 4x its input channels, which is cheaper and trains better. x3 has no
-    such split, so it is one conv to 9C followed by PixelShuffle(3).
-    """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    """x4 is two x2 stages (each conv then makes 4x, not 16x, its channels); x3 is one."""
+    if scale not in (2, 3, 4):
+        raise ValueError(f"scale must be one of (2, 3, 4), got {scale!r}")
     return [2, 2] if scale == 4 else [scale]
 
 
 class ShuffleUp(nn.Sequential):
-    """conv num_feat -> r^2 * num_feat, PixelShuffle(r), activation.
-
-    Sub-pixel convolution (Shi et al. 2016): all convs run at low resolution and
-    the shuffle only rearranges channels into space.
-    """
+    """conv C -> r^2 C, PixelShuffle(r), act (Shi et al. 2016): convs stay at low resolution,
+    the shuffle only rearranges channels into space."""
 
     def __init__(self, num_feat: int, factor: int, act: nn.Module):
-        super().__init__(
-            nn.Conv2d(num_feat, num_feat * factor**2, 3, padding=1),
-            nn.PixelShuffle(factor),
-            act,
-        )
+        super().__init__(nn.Conv2d(num_feat, num_feat * factor**2, 3, padding=1),
+                         nn.PixelShuffle(factor), act)

@@ -1,16 +1,7 @@
 """The SRGAN discriminator (Ledig et al. 2017): a VGG-style classifier of HR patches."""
 
 import torch
-import torch.nn as nn
-
-
-def _conv_bn_lrelu(cin: int, cout: int, stride: int) -> list[nn.Module]:
-    # no conv bias: BatchNorm's shift makes it redundant
-    return [
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.LeakyReLU(0.2),
-    ]
+from torch import nn
 
 
 class Discriminator(nn.Module):
@@ -23,34 +14,27 @@ class Discriminator(nn.Module):
     def __init__(self, in_channels: int = 3, num_feat: int = 64, input_size: int = 96):
         super().__init__()
         if input_size % 16 != 0:
-            raise ValueError(
-                f"Discriminator input_size must be divisible by 16 (four stride-2 convs "
-                f"halve it 4 times), got {input_size}"
-            )
+            raise ValueError(f"Discriminator input_size must be divisible by 16 (four stride-2 "
+                             f"convs halve it 4 times), got {input_size}")
         self.input_size = input_size
-        # width doubles every other layer; stride 2 whenever the width stays the same
-        widths = [num_feat, 2 * num_feat, 2 * num_feat, 4 * num_feat,
-                  4 * num_feat, 8 * num_feat, 8 * num_feat]
         layers = [nn.Conv2d(in_channels, num_feat, 3, padding=1), nn.LeakyReLU(0.2)]
         cin = num_feat
-        for cout in widths:
-            layers += _conv_bn_lrelu(cin, cout, stride=2 if cout == cin else 1)
+        # width doubles every other layer; stride 2 whenever the width stays the same;
+        # no conv bias: BatchNorm's shift makes it redundant
+        for cout in [num_feat, 2 * num_feat, 2 * num_feat, 4 * num_feat,
+                     4 * num_feat, 8 * num_feat, 8 * num_feat]:
+            layers += [nn.Conv2d(cin, cout, 3, stride=2 if cout == cin else 1, padding=1,
+                                 bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
             cin = cout
         self.features = nn.Sequential(*layers)
         side = input_size // 16
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(8 * num_feat * side * side, 1024),
-            nn.LeakyReLU(0.2),
-            nn.Linear(1024, 1),
-        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, 1024),
+                                        nn.LeakyReLU(0.2), nn.Linear(1024, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         if (h, w) != (self.input_size, self.input_size):
-            raise ValueError(
-                f"Discriminator got a {h}x{w} input but was built for "
-                f"{self.input_size}x{self.input_size}; set the discriminator input_size "
-                f"to the HR patch size"
-            )
+            raise ValueError(f"Discriminator got a {h}x{w} input but was built for "
+                             f"{self.input_size}x{self.input_size}; set the discriminator "
+                             "input_size to the HR patch size")
         return self.classifier(self.features(x))

@@ -5,26 +5,10 @@ Module names match BasicSR's `MSRResNet`, so its state-dict keys map 1:1
 """
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .blocks import upsample_factors
-
-
-@torch.no_grad()
-def _small_init(module: nn.Module, scale: float = 0.1) -> None:
-    """Kaiming-normal (fan_in, a=0) times `scale`, zero bias: BasicSR's default_init_weights.
-
-    Shrinking every conv makes each residual branch start near zero, so at init the
-    network is close to its skip paths (identity body, bilinear image) and deep
-    stacks train stably without BN.
-    """
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight)
-            m.weight.mul_(scale)
-            if m.bias is not None:
-                m.bias.zero_()
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -59,13 +43,21 @@ class MSRResNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, padding=1)
         self.conv_last = nn.Conv2d(num_feat, out_channels, 3, padding=1)
         self.lrelu = nn.LeakyReLU(0.1)
-        _small_init(self)  # BasicSR scales every conv here by 0.1, conv_last included
+        # BasicSR's default_init_weights: Kaiming-normal x 0.1, zero bias, on every conv.
+        # Each residual branch starts near zero, so the net starts close to its skip paths
+        # (identity body, bilinear image) and trains stably without BN.
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight).mul_(0.1)
+                    m.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(self.lrelu(self.conv_first(x)))
         out = self.lrelu(self.shuffle(self.upconv1(out)))
         if self.scale == 4:
             out = self.lrelu(self.shuffle(self.upconv2(out)))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        out = self.lrelu(self.conv_hr(out))
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return out + base
+        with torch.autocast(out.device.type, enabled=False):  # the image in fp32, as SRResNet
+            return self.conv_last(out.float()) + base.float()
