@@ -27,10 +27,8 @@ MODELS = {
     "msrresnet": MSRResNet,  # BasicSR's modified SRResNet: no BN, bilinear global residual
     "srgan": SRResNet,       # the SRGAN generator is the paper's SRResNet
 }
-DISCRIMINATORS = {
-    "srgan": Discriminator,                # Ledig et al. 2017
-    "vgg_style": VGGStyleDiscriminator,    # BasicSR's (ESRGAN, MSRGAN); loads its weights
-}
+# the SRGAN paper's; BasicSR's (ESRGAN, MSRGAN), whose weights load as they are
+DISCRIMINATORS = {"srgan": Discriminator, "vgg_style": VGGStyleDiscriminator}
 
 LOSSES = {
     "l1": functools.partial(PixelLoss, "l1"),
@@ -68,6 +66,8 @@ def _cyclic(optimizer, total, **kw):
 
 
 def _cosine(optimizer, total, **kw):
+    if min(kw.get("T_0", 1), kw.get("T_max", 1)) < 1 or kw.get("eta_min", 0) < 0:
+        raise ValueError(f"T_0 and T_max must be >= 1 and eta_min >= 0, got {kw}")
     if "T_0" in kw:  # cosine with restarts, as in BasicSR's MSRResNet recipe
         return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, **kw)
     kw = {"T_max": max(1, total), "eta_min": 1e-7, **kw}
@@ -76,6 +76,8 @@ def _cosine(optimizer, total, **kw):
 
 def _multistep(optimizer, total, **kw):
     kw = {"milestones": [total // 2], "gamma": 0.1, **kw}
+    if sorted(set(kw["milestones"])) != list(kw["milestones"]) or not 0 < kw["gamma"] <= 1:
+        raise ValueError(f"milestones must increase and gamma be in (0, 1], got {kw}")
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, **kw)
 
 

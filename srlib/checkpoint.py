@@ -7,14 +7,15 @@ taking ``run`` read and write the fields of ``srlib.build.Run``; only rank 0 wri
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from srlib.config import Config, ConfigError
 from srlib.data.io import atomic_path, write_text_atomic
 
 FORMAT = "srlib-checkpoint-v1"
@@ -66,11 +67,12 @@ def load_weights(model, state_dict: dict, source) -> None:
                               f"({detail})") from None
 
 
-def _state(run) -> dict:
+def _state(run, finished: bool) -> dict:
     d = run.d
     return {
         "format": FORMAT, "iteration": run.iteration, "best_psnr": run.best_psnr,
-        "config": dataclasses.asdict(run.cfg), "model": run.model.state_dict(),
+        "finished": finished,
+        "config": asdict(run.cfg), "model": run.model.state_dict(),
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
         "ema_state": {"updates": run.ema.updates} if run.ema is not None else None,
         "optimizer": run.optimizer.state_dict(),
@@ -85,15 +87,39 @@ def _state(run) -> dict:
     }
 
 
-def save_run(run, name: str) -> None:
-    """``logdir/<name>.pt`` (and, for a GAN's ``last``, D alone in discriminator.pt)."""
+def save_run(run, name: str, finished: bool = False) -> None:
+    """``logdir/<name>.pt`` (and, for a GAN's ``last``, D alone in discriminator.pt);
+    ``finished`` marks the end of the run, which a new run may not resume or replace."""
     if not run.dist.is_main:
         return
     logdir = Path(run.cfg.logdir)
-    save(_state(run), logdir / f"{name}.pt")
+    save(_state(run, finished), logdir / f"{name}.pt")
     if run.d is not None and name == "last":
         save({"discriminator": run.d.state_dict(), "iteration": run.iteration},
              logdir / "discriminator.pt")
+
+
+RUN_FILES = ("last.pt", "best.pt", "discriminator.pt", "metrics.jsonl", "config.json")
+
+
+def claim_logdir(cfg: Config, overwrite: bool = False, is_main: bool = True) -> Config:
+    """A run never destroys another: an unfinished run in ``cfg.logdir`` is resumed (the
+    returned config names its ``last.pt``), a finished one is refused unless ``overwrite``."""
+    logdir, last = Path(cfg.logdir), Path(cfg.logdir) / "last.pt"
+    if cfg.checkpoint is None and last.exists() and not overwrite:
+        state = load(last)
+        if state.get("finished", True):
+            raise ConfigError(
+                f'key "logdir": {logdir} holds a finished run ({state["iteration"]} '
+                "iterations); set another logdir to keep it, or pass --overwrite "
+                "(train(..., overwrite=True)) to replace it")
+        print(f"resuming the unfinished run in {logdir} from iteration {state['iteration']}",
+              flush=True)
+        return replace(cfg, checkpoint=str(last))
+    if cfg.checkpoint is None and is_main:  # a fresh start: nothing of an earlier run stays
+        for name in RUN_FILES:
+            (logdir / name).unlink(missing_ok=True)
+    return cfg
 
 
 def restore(run, path) -> None:
@@ -102,6 +128,7 @@ def restore(run, path) -> None:
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an srlib training checkpoint (use "
                               "generator_path to start from bare generator weights)")
+    _same_schedule(state["config"], asdict(run.cfg))
     load_weights(run.model, state["model"], path)
     if run.ema is not None and state.get("ema") is not None:
         run.ema.module.load_state_dict(state["ema"])
@@ -122,6 +149,19 @@ def restore(run, path) -> None:
             run.d_scheduler.load_state_dict(extra["d_scheduler"])
         run.d_scaler.load_state_dict(extra["d_scaler"])
     _truncate_log(run)
+
+
+def _same_schedule(saved: dict, now: dict) -> None:
+    """Refuse to resume with another optimiser or schedule: the restored optimiser and
+    scheduler states would follow the old one (a cosine would climb back up)."""
+    keys = ["optimizer", "scheduler", "discriminator"]
+    if now["scheduler"] or (now["discriminator"] or {}).get("scheduler"):
+        keys += ["iterations", "epochs"]  # a schedule's length comes from them
+    for key in keys:
+        if saved.get(key) != now[key]:
+            raise ConfigError(f'key "{key}": {json.dumps(now[key])} differs from the run being '
+                              f"resumed ({json.dumps(saved.get(key))}); a resumed run keeps its "
+                              "schedule: undo the change, or start a new run in another logdir")
 
 
 def append_log(run, record: dict) -> None:

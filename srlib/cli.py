@@ -35,7 +35,7 @@ def _train(args) -> None:
         build.check(cfg)  # names too, before anything is built, with the file named
     except config.ConfigError as err:
         raise config.ConfigError(f"{args.config}: {err}") from None
-    summary = train(cfg, progress=not args.no_progress)
+    summary = train(cfg, progress=not args.no_progress, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once
         print(describe(summary, cfg.validation.name if cfg.validation else "validation"))
 
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.params.lr=5e-4 (repeatable)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (last.pt)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run in the logdir (by default an unfinished one is resumed "
+                        "and a finished one is kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(run=_train)
 

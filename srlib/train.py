@@ -93,12 +93,15 @@ STEPS = {"std": standard_step, "gan": gan_step}
 
 
 def train(cfg: config.Config | str, overrides: list[str] | None = None, progress: bool = True,
-          device: str | None = None) -> dict:
+          device: str | None = None, overwrite: bool = False) -> dict:
     """Train; returns a summary with the best validation Y-PSNR and, on the same images,
-    bicubic's."""
+    bicubic's. An unfinished run in the logdir is resumed; a finished one is kept (an error)
+    unless ``overwrite``."""
     cfg = cfg if isinstance(cfg, config.Config) else config.load(cfg, overrides)
     dist = DistInfo.from_environment()
     try:
+        cfg = checkpoint.claim_logdir(cfg, overwrite, dist.is_main)
+        dist.barrier()
         summary = fit(build.run(cfg, device, dist, progress))
         if cfg.validation is not None and dist.is_main:
             rows = bicubic_baseline(cfg.validation.root, cfg.scale,
@@ -165,7 +168,7 @@ def fit(run: Run) -> dict:
         _log_window(run, window, time.monotonic() - window_start, None)
     if val_set is not None and run.iteration % cfg.validation.every != 0:
         _validate(run, val_set)
-    checkpoint.save_run(run, "last")
+    checkpoint.save_run(run, "last", finished=True)
     dist.barrier()
     return {"iterations": run.iteration, "minutes": (time.monotonic() - started) / 60,
             "stopped_by_time": stopped_by_time, "best_val_psnr_y": run.best_psnr,

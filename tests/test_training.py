@@ -1,4 +1,5 @@
 """Training runs: what a run leaves behind, exact resume after SIGKILL, divergence, GAN."""
+import dataclasses
 import json
 import os
 import signal
@@ -180,3 +181,35 @@ def test_gan_step_runs_d_on_hr_for_g_only_when_the_loss_needs_it(tmp_path, kind,
     batch = next(iter(train_mod.batches(run)))
     logs = train_mod.gan_step(run, batch["lr"], batch["hr"])
     assert len(calls) == passes and torch.isfinite(logs["adversarial"])
+
+
+def test_a_run_never_destroys_another(tmp_path):
+    """Unfinished: resumed. Finished: kept, one line naming --overwrite. Changed schedule on
+    resume: refused. Overwrite: a clean start."""
+    cfg = config_mod.from_dict(tiny_config(tmp_path, validation=None, iterations=6))
+    train(cfg, progress=False)
+    run, first = tmp_path / "run", torch.load(tmp_path / "run/last.pt", weights_only=True)
+    assert first["finished"] and first["iteration"] == 6
+    with pytest.raises(config_mod.ConfigError, match="finished run.*--overwrite"):
+        train(dataclasses.replace(cfg, iterations=2), progress=False)
+    assert torch.load(run / "last.pt", weights_only=True)["iteration"] == 6  # untouched
+    # a run killed at iteration 6 of 12 (its last.pt not marked finished) is resumed
+    torch.save(dict(first, finished=False), run / "last.pt")
+    longer = dataclasses.replace(cfg, iterations=12)
+    assert train(longer, progress=False)["iterations"] == 12
+    assert [r["iteration"] for r in read_log(run)] == list(range(1, 13))
+    # resuming with another schedule would replay the old one: refused
+    torch.save(dict(first, finished=False), run / "last.pt")
+    cosine = dataclasses.replace(longer, scheduler=config_mod.SchedulerConfig("cosine"))
+    with pytest.raises(config_mod.ConfigError, match='key "scheduler"'):
+        train(cosine, progress=False)
+    train(dataclasses.replace(cfg, iterations=3), progress=False, overwrite=True)
+    assert [r["iteration"] for r in read_log(run)] == [1, 2, 3]
+
+
+def test_invalid_scheduler_parameters_are_refused(tmp_path):
+    for params in ({"T_max": -5}, {"eta_min": -1}):
+        cfg = config_mod.from_dict(tiny_config(
+            tmp_path, scheduler={"name": "cosine", "params": params}))
+        with pytest.raises(config_mod.ConfigError, match='key "scheduler.params"'):
+            build.run(cfg, progress=False)
