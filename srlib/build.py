@@ -85,7 +85,7 @@ SCHEDULERS = {"reduce": _reduce, "cyclic": _cyclic, "cosine": _cosine, "multiste
 
 # Training sets: a folder of HR images (LR made on the fly), or a prepared DIV2K/DF2K folder.
 TRAIN_DATASETS = {"t91": "folder", "folder": "folder", "div2k": "prepared", "df2k": "prepared"}
-EVAL_DATASETS = ("set5", "folder")  # the name only labels logs; any folder of HR images works
+EVAL_DATASETS = ("holdout", "set5", "folder")  # only labels logs; any folder of HR images works
 
 
 def check(cfg: Config) -> None:

@@ -44,8 +44,8 @@ class DatasetConfig:
 @dataclass
 class ValidationConfig:
     """Validation every ``every`` iterations; its Y-PSNR picks ``best.pt``."""
-    root: str = "data/Set5"
-    name: str = "set5"
+    root: str = "data/T91_holdout"
+    name: str = "holdout"
     every: int = 500
     max_images: int | None = None
 
