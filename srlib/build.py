@@ -233,7 +233,8 @@ class Run:
     iteration: int = 0
     best_psnr: float = -math.inf
     notes: list[str] = field(default_factory=list)
-    progress: bool = True
+    progress: bool = True            # a progress bar; else a status line now and then
+    writer: object = None            # TensorBoard's SummaryWriter, when it is installed
 
 
 def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,

@@ -15,13 +15,19 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
+
+try:  # optional: pip install srlib[tensorboard], then `tensorboard --logdir runs`
+    from torch.utils.tensorboard import SummaryWriter
+except ImportError:
+    SummaryWriter = None
 
 from srlib import build, checkpoint, config
 from srlib.build import Run
 from srlib.data.sampler import make_batches
 from srlib.distributed import DistInfo
 from srlib.evaluate import bicubic_baseline, score_model
+from srlib.inference import upscale
 from srlib.metrics import summarize
 
 
@@ -128,9 +134,12 @@ def fit(run: Run) -> dict:
                if cfg.validation is not None else None)
     if dist.is_main:
         config.save(cfg)
+        run.writer = SummaryWriter(cfg.logdir) if SummaryWriter is not None else None
         for note in run.notes:
             print(f"NOTE: {note}", flush=True)
             checkpoint.append_log(run, {"kind": "note", "iteration": run.iteration, "text": note})
+    if val_set is not None and run.iteration == 0:
+        _validate(run, val_set)  # where the curves start: the untrained (or loaded) model
     started = time.monotonic()
     deadline = started + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
     bar = tqdm(total=run.total, initial=run.iteration, unit="it", dynamic_ncols=True,
@@ -151,7 +160,7 @@ def fit(run: Run) -> dict:
         if logging or validating or saving:
             _settle(run, window)  # one read-back; stops on NaN before anything is saved
         if logging:
-            _log_window(run, window, time.monotonic() - window_start, bar)
+            _log_window(run, window, time.monotonic() - window_start, bar, deadline)
             window, window_start = [], time.monotonic()
         if validating:
             _validate(run, val_set)
@@ -165,10 +174,12 @@ def fit(run: Run) -> dict:
     bar.close()
     if window:
         _settle(run, window)
-        _log_window(run, window, time.monotonic() - window_start, None)
+        _log_window(run, window, time.monotonic() - window_start, None, deadline)
     if val_set is not None and run.iteration % cfg.validation.every != 0:
         _validate(run, val_set)
     checkpoint.save_run(run, "last", finished=True)
+    if run.writer is not None:
+        run.writer.close()
     dist.barrier()
     return {"iterations": run.iteration, "minutes": (time.monotonic() - started) / 60,
             "stopped_by_time": stopped_by_time, "best_val_psnr_y": run.best_psnr,
@@ -204,16 +215,26 @@ def _settle(run: Run, window: list[dict]) -> None:
                 f"stopped and {kept}. Lower the learning rate, or use precision fp32.")
 
 
-def _log_window(run: Run, window: list[dict], seconds: float, bar) -> None:
+def _log_window(run: Run, window: list[dict], seconds: float, bar, deadline: float) -> None:
+    """One line in metrics.jsonl (and TensorBoard); without a bar, a status line for a
+    person or a papermill log, about 20 in a run."""
     keys = list(window[0])
     means = [sum(w[k] for w in window) / len(window) for k in keys]
     # Each rank saw its share of the batch: log the whole batch's figures (their mean).
     means = dict(zip(keys, run.dist.mean(means, run.device)))
+    rate, lr = len(window) / max(1e-9, seconds), run.optimizer.param_groups[0]["lr"]
     if bar is not None:
         bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
-    checkpoint.append_log(run, {"kind": "train", "iteration": run.iteration, **means,
-                                "it_per_s": len(window) / max(1e-9, seconds),
-                                "lr": run.optimizer.param_groups[0]["lr"]})
+    record = {"kind": "train", "iteration": run.iteration, **means, "it_per_s": rate, "lr": lr}
+    checkpoint.append_log(run, record)
+    if run.writer is not None:
+        for key in (*keys, "lr"):
+            run.writer.add_scalar(f"train/{key}", record[key], run.iteration)
+    every = max(1, run.total // (20 * run.cfg.log_every))
+    if not run.progress and run.dist.is_main and run.iteration % (every * run.cfg.log_every) == 0:
+        eta = min((run.total - run.iteration) / rate, deadline - time.monotonic())
+        print(f"iteration {run.iteration}/{run.total}  loss {means['loss']:.4f}  lr {lr:.2e}  "
+              f"{rate:.1f} it/s  ETA {eta / 60:.1f} min", flush=True)
 
 
 def _validate(run: Run, val_set) -> None:
@@ -226,12 +247,21 @@ def _validate(run: Run, val_set) -> None:
         scores = {k: v for k, v in summarize(rows).items() if k != "name"}
         checkpoint.append_log(run, {"kind": "val", "iteration": run.iteration, **scores})
         psnr_y = scores["psnr_y"]
+        if run.writer is not None:
+            for key, value in scores.items():
+                run.writer.add_scalar(f"val/{key}", value, run.iteration)
+            for item in val_set.items[:3]:
+                sr = upscale(run.ema.module if run.ema else run.model, item["lr"], val_set.scale)
+                run.writer.add_image(f"val/{item['name']}", sr, run.iteration)
     psnr_y = run.dist.broadcast(psnr_y, run.device)  # the others wait here for rank 0
     if _on_plateau(run.scheduler):
         run.scheduler.step(psnr_y)
     if psnr_y > run.best_psnr:
         run.best_psnr = psnr_y
         checkpoint.save_run(run, "best")
+    if not run.progress and run.dist.is_main:
+        print(f"validation at {run.iteration}: {run.cfg.validation.name} Y-PSNR {psnr_y:.2f} dB"
+              f" (best {run.best_psnr:.2f})", flush=True)
     run.dist.barrier()
 
 

@@ -24,9 +24,12 @@ def read_log(logdir, kind="train"):
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-def test_run_leaves_config_checkpoints_and_metrics(tmp_path):
+def test_run_leaves_config_checkpoints_and_metrics(tmp_path, capsys):
     cfg = config_mod.from_dict(tiny_config(tmp_path))
     summary = train(cfg, progress=False)
+    said = capsys.readouterr().out  # without a bar: status lines a papermill log can show
+    assert "iteration 12/12  loss" in said and "it/s  ETA" in said
+    assert "validation at 12: set5 Y-PSNR" in said and "(best" in said
     run = tmp_path / "run"
     assert summary["iterations"] == 12
     assert json.loads((run / "config.json").read_text())["model"] == "msrresnet"
@@ -36,7 +39,7 @@ def test_run_leaves_config_checkpoints_and_metrics(tmp_path):
     assert state["config"]["model_params"] == {"num_feat": 8, "num_block": 1}
     train_log, val_log = read_log(run), read_log(run, "val")
     assert [r["iteration"] for r in train_log] == list(range(1, 13))
-    assert [r["iteration"] for r in val_log] == [6, 12]
+    assert [r["iteration"] for r in val_log] == [0, 6, 12]  # curves start at the untrained model
     # best.pt is the checkpoint of the best validation PSNR, not of the lowest training loss
     best = torch.load(run / "best.pt", weights_only=True)
     best_val = max(val_log, key=lambda r: r["psnr_y"])
@@ -213,3 +216,12 @@ def test_invalid_scheduler_parameters_are_refused(tmp_path):
             tmp_path, scheduler={"name": "cosine", "params": params}))
         with pytest.raises(config_mod.ConfigError, match='key "scheduler.params"'):
             build.run(cfg, progress=False)
+
+
+def test_tensorboard_gets_scalars_and_images_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    train(config_mod.from_dict(tiny_config(tmp_path, iterations=6)), progress=False)
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0}).Reload()
+    assert {"train/loss", "train/lr", "val/psnr_y", "val/ssim_y"} <= set(events.Tags()["scalars"])
+    assert len(events.Tags()["images"]) == 2  # tiny_config validates on 2 images

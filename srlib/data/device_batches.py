@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from srlib.data.augment import draw_patch_params
 from srlib.data.datasets import PairedPatchDataset
