@@ -26,23 +26,26 @@ from srlib.evaluate import bicubic_baseline, score_model
 from srlib.inference import load_generator, pick_device, upscale_image
 from srlib.metrics import METRICS, rgb_to_y, summarize
 
-# x4, Y channel of BT.601 with a 4-pixel border unless a row says otherwise. SSIM differs
-# between papers' implementations more than PSNR does; compare PSNR first.
+
+# x4, border 4, as each source prints them. SSIM differs between papers' implementations more
+# than PSNR does (the two bicubic rows agree on PSNR, not on SSIM): compare PSNR first.
+def _published(method: str, source: str, channel: str, set5: tuple, set14: tuple) -> list[dict]:
+    return [{"method": method, "dataset": name, "source": source, f"psnr_{channel}": psnr,
+             f"ssim_{channel}": ssim} for name, (psnr, ssim) in (("Set5", set5), ("Set14", set14))]
+
+
+LEDIG = "SRGAN paper (Ledig et al. 2017), table 2"
+BASICSR = "BasicSR docs/ModelZoo.md: {}_x4_f64b16_DIV2K_{}_B16G1_wandb (RGB)"
 PUBLISHED = [
-    {"method": "Bicubic", "dataset": "Set5", "psnr_y": 28.42, "ssim_y": 0.8104,
-     "source": "MATLAB protocol, as printed by SRCNN/EDSR-era papers"},
-    {"method": "Bicubic", "dataset": "Set14", "psnr_y": 26.00, "ssim_y": 0.7027,
-     "source": "MATLAB protocol, as printed by SRCNN/EDSR-era papers"},
-    {"method": "SRResNet-MSE", "dataset": "Set5", "psnr_y": 32.05, "ssim_y": 0.9019,
-     "source": "SRGAN paper (Ledig et al. 2017), ImageNet, 1e6 it"},
-    {"method": "SRResNet-MSE", "dataset": "Set14", "psnr_y": 28.49, "ssim_y": 0.8184,
-     "source": "SRGAN paper (Ledig et al. 2017), ImageNet, 1e6 it"},
-    {"method": "SRGAN-VGG54", "dataset": "Set5", "psnr_y": 29.40, "ssim_y": 0.8472,
-     "source": "SRGAN paper (Ledig et al. 2017)"},
-    {"method": "SRGAN-VGG54", "dataset": "Set14", "psnr_y": 26.02, "ssim_y": 0.7397,
-     "source": "SRGAN paper (Ledig et al. 2017)"},
-    {"method": "MSRResNet", "dataset": "Set5", "psnr_rgb": 30.25,
-     "source": "BasicSR model zoo, DIV2K, 1e6 it (RGB only)"},
+    *_published("Bicubic", LEDIG, "y", (28.43, 0.8211), (25.99, 0.7486)),
+    *_published("Bicubic", "ESRGAN paper (Wang et al. 2018), supplementary table 2", "y",
+                (28.42, 0.8104), (26.00, 0.7027)),
+    *_published("SRResNet-MSE", LEDIG, "y", (32.05, 0.9019), (28.49, 0.8184)),
+    *_published("SRGAN-VGG54", LEDIG, "y", (29.40, 0.8472), (26.02, 0.7397)),
+    *_published("MSRResNet", BASICSR.format("001_MSRResNet", "1000k"), "rgb",
+                (30.2468, 0.8651), (26.7817, 0.7451)),
+    *_published("MSRGAN", BASICSR.format("004_MSRGAN", "400k"), "rgb",
+                (28.0158, 0.8087), (24.7474, 0.6623)),
 ]
 
 TABLE_COLUMNS = ("method", "source", *METRICS)
@@ -89,13 +92,15 @@ def training_data(cfg: config.Config, prepare: bool = False) -> dict:
             "patch_size": cfg.patch_size}
 
 
-def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto"
-              ) -> tuple[dict[str, torch.nn.Module], list[str]]:
+def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto",
+              run_dir: str | Path | None = None) -> tuple[dict[str, torch.nn.Module], list[str]]:
     """The generators of the configs whose run exists, and a note on each that does not.
 
-    A run is represented by ``best.pt`` (best validation Y-PSNR), a GAN's by ``last.pt``: its
-    goal is not PSNR, and its best-PSNR checkpoint is merely the one that moved least from the
-    generator it started from. A config set to ``None`` is skipped.
+    A run is represented by ``best.pt`` (best validation Y-PSNR, on the held-aside set), a
+    GAN's by ``last.pt``: its goal is not PSNR, and its best-PSNR checkpoint is merely the one
+    that moved least from the generator it started from. With ``run_dir``, a run is looked for
+    in ``run_dir/<name of its config's logdir>`` instead of that logdir. A config set to
+    ``None`` is skipped; the weights a run started from need not exist any more.
     """
     device = pick_device(device)
     models, notes = {}, []
@@ -103,11 +108,12 @@ def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto"
         if not path:
             continue
         try:
-            cfg = config.load(path)
-        except config.ConfigError as err:  # e.g. the generator an SRGAN starts from is missing
+            cfg = config.load(path, ["generator_path=null", "checkpoint=null"])
+        except config.ConfigError as err:
             notes.append(f"{label}: left out ({err})")
             continue
-        checkpoint = Path(cfg.logdir) / ("last.pt" if cfg.solver == "gan" else "best.pt")
+        logdir = Path(run_dir) / Path(cfg.logdir).name if run_dir else Path(cfg.logdir)
+        checkpoint = logdir / ("last.pt" if cfg.solver == "gan" else "best.pt")
         if checkpoint.is_file():
             models[label] = load_generator(checkpoint, device)
         else:

@@ -100,18 +100,24 @@ def plot_training_curves(metrics: Mapping, bicubic_psnr: float | None = None, ti
     return fig
 
 
-def plot_gan_curves(metrics: Mapping, terms: Sequence[str], bicubic_psnr: float | None = None):
-    """GAN training: D(real) and D(fake); each loss term in ``terms`` (the config's
-    ``loss_fn`` names), unweighted; validation Y-PSNR."""
+def plot_gan_curves(metrics: Mapping, weights: Mapping[str, float],
+                    bicubic_psnr: float | None = None):
+    """GAN training: D(real) and D(fake); each loss term of ``weights`` (``{name: weight}``,
+    the config's ``loss_fn``) as weight x value, the share it has in G's loss, beside that
+    total; validation Y-PSNR. Terms with weight 0 add nothing to G's loss and are left out."""
     fig, (ax_d, ax_terms, ax_val) = plt.subplots(1, 3, figsize=(13, 3.4))
     _plot(ax_d, metrics["train"], "d_real", label="D(real HR)")
     _plot(ax_d, metrics["train"], "d_fake", label="D(SR)")
     ax_d.axhline(0.5, color="gray", ls=":", lw=1)
     ax_d.set_ylim(0, 1)
     _finish(ax_d, "mean probability of 'real'")
-    for term in terms:
-        _plot(ax_terms, metrics["train"], term, label=term)
-    _finish(ax_terms, "loss term (unweighted)", log=True)
+    for term, weight in weights.items():
+        points = [(r["iteration"], weight * r[term]) for r in metrics["train"] if term in r]
+        if weight > 0 and points:
+            ax_terms.plot(*zip(*points), label=f"{weight:g} x {term}")
+    if any("loss" in r for r in metrics["train"]):
+        _plot(ax_terms, metrics["train"], "loss", "k--", label="G's loss (their sum)")
+    _finish(ax_terms, "weight x loss term", log=True)
     _validation_panel(ax_val, metrics, bicubic_psnr)
     fig.tight_layout()
     return fig

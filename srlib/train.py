@@ -250,7 +250,7 @@ def _validate(run: Run, val_set) -> None:
         if run.writer is not None:
             for key, value in scores.items():
                 run.writer.add_scalar(f"val/{key}", value, run.iteration)
-            for item in val_set.items[:3]:
+            for item in val_set.items[:min(3, run.cfg.validation.max_images or 3)]:
                 sr = upscale(run.ema.module if run.ema else run.model, item["lr"], val_set.scale)
                 run.writer.add_image(f"val/{item['name']}", sr, run.iteration)
     psnr_y = run.dist.broadcast(psnr_y, run.device)  # the others wait here for rank 0

@@ -66,13 +66,23 @@ def test_training_curves_start_at_iteration_0(logdir):
     assert fig.texts[0].get_text() == "MSRResNet, 32 channels"
 
 
-def test_gan_curves_plot_the_terms_asked_for(logdir):
+def test_gan_curves_plot_each_term_times_its_weight(logdir):
     m = plotting.load_metrics(logdir)
-    fig = plotting.plot_gan_curves(m, ["l1", "perceptual", "adversarial"], bicubic_psnr=28.42)
+    weights = {"l1": 1.0, "perceptual": 0.5, "adversarial": 5e-3, "mse": 0.0}
+    fig = plotting.plot_gan_curves(m, weights, bicubic_psnr=28.42)
     ax_d, ax_terms, ax_val = fig.axes
     assert [line.get_label() for line in ax_d.get_lines()[:2]] == ["D(real HR)", "D(SR)"]
     assert list(ax_d.get_lines()[0].get_ydata()) == [0.6] * 4
-    assert [line.get_label() for line in ax_terms.get_lines()] == ["l1", "perceptual", "adversarial"]
+    lines = {line.get_label(): line for line in ax_terms.get_lines()}
+    # a zero weight adds nothing to G's loss (and has no place on a log axis): left out
+    assert list(lines) == ["1 x l1", "0.5 x perceptual", "0.005 x adversarial",
+                           "G's loss (their sum)"]
+    assert list(lines["1 x l1"].get_xdata()) == [10, 20, 30, 40]
+    assert np.allclose(lines["1 x l1"].get_ydata(), [0.1 / i for i in range(1, 5)])
+    assert np.allclose(lines["0.5 x perceptual"].get_ydata(), [0.25 / i for i in range(1, 5)])
+    assert np.allclose(lines["0.005 x adversarial"].get_ydata(), [0.0035] * 4)
+    assert np.allclose(lines["G's loss (their sum)"].get_ydata(), [1.0 / i for i in range(1, 5)])
+    assert ax_terms.get_yscale() == "log" and "weight" in ax_terms.get_ylabel()
     assert ax_val.get_lines()[0].get_xdata()[0] == 0
 
 
