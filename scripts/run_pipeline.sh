@@ -4,11 +4,15 @@
 #   scripts/run_pipeline.sh quick [outdir]   CPU, minutes: the notebooks' default parameters
 #   scripts/run_pipeline.sh full  [outdir]   GPU: the full configs (DIV2K, full-size models)
 #
-# Each notebook runs with notebooks/ as its working directory, so the relative paths in its
-# parameters work. The executed copies (with outputs and the cell log) land in the output
-# folder; figures and tables in results/. The first failing notebook stops the pipeline and is
-# named; its executed copy shows the cell that failed. Papermill comes from .venv when there is
-# one, else from the active Python environment.
+# Everything a pipeline makes stays in its output folder, so no run replaces another: the
+# executed notebooks, the training runs (outdir/msrresnet, ...) and the figures and tables
+# (outdir/results). Run it again with the same outdir after a crash or a kill and it continues:
+# finished notebooks are skipped and an interrupted training resumes from its last.pt.
+# With outdir "notebooks" (make notebooks) it re-executes the committed notebooks in place,
+# training into the configs' own logdirs afresh. Each notebook runs with notebooks/ as its
+# working directory, so the relative paths in its parameters work. The first failing notebook
+# stops the pipeline and is named. Papermill comes from .venv when there is one, else from the
+# active Python environment.
 set -euo pipefail
 
 usage() {
@@ -24,6 +28,15 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 outdir=${2:-$root/runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
+if [[ $outdir == "$root/notebooks" ]]; then  # in place: the configs' logdirs, trained afresh
+    train_params=(-p overwrite True)
+    where=()
+    results=$root/results
+else
+    train_params=(-p run_dir "$outdir")
+    where=(-p run_dir "$outdir")
+    results=$outdir/results
+fi
 
 if [[ -x $root/.venv/bin/python ]]; then
     python=$root/.venv/bin/python
@@ -49,7 +62,8 @@ for nb in "${notebooks[@]}"; do
             01_data_preparation)
                 params=(-p config ../configs/msrresnet_x4.json -p prepare_full True) ;;
             02_train_msrresnet)
-                params=(-p config ../configs/msrresnet_x4.json) ;;
+                params=(-p config ../configs/msrresnet_x4.json
+                        -p srresnet_config ../configs/srresnet_x4.json) ;;
             03_train_srgan)
                 params=(-p config ../configs/srgan_x4.json) ;;
             04_compare_results)
@@ -59,20 +73,30 @@ for nb in "${notebooks[@]}"; do
                         -p run_label "this repo: full-size model") ;;
         esac
     fi
+    case $nb in
+        02_train_msrresnet|03_train_srgan) params+=("${train_params[@]}") ;;
+        04_compare_results) params+=(${where[@]+"${where[@]}"} -p results_dir "$results") ;;
+    esac
+    done_mark=$outdir/.$nb.done
+    if [[ -e $done_mark ]]; then
+        echo "=== $nb: finished in an earlier run of this pipeline, skipped"
+        continue
+    fi
     echo "=== $nb ${params[*]:-}"
     start=$SECONDS
     if ! "$python" -m papermill "$root/notebooks/$nb.ipynb" "$outdir/$nb.ipynb" \
             --cwd "$root/notebooks" --kernel python3 --log-output --no-progress-bar \
             ${params[@]+"${params[@]}"}; then
         echo "pipeline stopped: notebook $nb failed after $((SECONDS - start)) s;" \
-             "see the failing cell in $outdir/$nb.ipynb" >&2
+             "see the failing cell in $outdir/$nb.ipynb; to continue: $0 $mode $outdir" >&2
         exit 1
     fi
+    [[ $outdir == "$root/notebooks" ]] || touch "$done_mark"
     echo "=== $nb done in $((SECONDS - start)) s"
 done
 
 echo
 echo "pipeline ($mode) finished in $((SECONDS - total_start)) s"
 echo "executed notebooks: $outdir/"
-echo "results figure:     $root/results/results_grid.png"
-echo "tables and figures: $root/results/"
+echo "results figure:     $results/results_grid.png"
+echo "tables and figures: $results/"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
 
@@ -274,5 +275,5 @@ def describe(summary: dict, val_name: str = "validation") -> str:
         lines.append(f"bicubic {val_name} Y-PSNR: {summary['bicubic_psnr_y']:.2f} dB "
                      f"(gain {summary['gain_db']:+.2f} dB)")
     lines += [f"NOTE: {n}" for n in summary.get("notes", [])]
-    lines.append(f"checkpoints and metrics.jsonl in {summary['logdir']}")
+    lines.append(f"checkpoints and metrics.jsonl in {os.path.relpath(summary['logdir'])}")
     return "\n".join(lines)
