@@ -254,7 +254,7 @@ def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,
     g = model(cfg).to(device)
     if cfg.generator_path and not cfg.checkpoint:  # before the EMA copy is made from it
         # the trained weights, not their EMA: what BasicSR's GAN recipes start from
-        weights = checkpoint.generator_state(cfg.generator_path, prefer_ema=False)
+        weights = checkpoint.read_generator(cfg.generator_path, prefer_ema=False)[1]
         checkpoint.load_weights(g, weights, f'"generator_path" {cfg.generator_path}')
     if cfg.channels_last:
         g = g.to(memory_format=torch.channels_last)

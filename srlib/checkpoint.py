@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from srlib.config import Config, ConfigError
 from srlib.data.io import atomic_path, write_text_atomic
+from srlib.models.basicsr import infer_msrresnet_config, load_basicsr_msrresnet
 
 FORMAT = "srlib-checkpoint-v1"
 
@@ -46,15 +49,42 @@ def load(path: str | Path, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
 
 
-def generator_state(source: str | Path | dict, prefer_ema: bool = True) -> dict:
-    """Generator weights from an srlib checkpoint (the EMA copy when there is one) or a raw
-    state dict of tensors."""
+def read_generator(source: str | Path | dict, prefer_ema: bool = True) -> tuple[dict | None, dict]:
+    """(model, weights) of a generator file: an srlib checkpoint (its EMA copy when there is
+    one), a ``.safetensors`` file from ``srlib export``, or BasicSR MSRResNet weights. ``model``
+    is ``{"model", "scale", "model_params"}``, or None for a bare state dict of tensors."""
+    if not isinstance(source, dict) and Path(source).suffix == ".safetensors":
+        try:
+            with safe_open(str(source), "pt") as handle:
+                model = json.loads((handle.metadata() or {})["srlib_model"])
+                return model, {k: handle.get_tensor(k) for k in handle.keys()}
+        except (OSError, KeyError, ValueError, SafetensorError) as err:
+            raise CheckpointError(f"{source}: not a generator exported by srlib ({err})") from None
     state = source if isinstance(source, dict) else load(source)
     if state.get("format") == FORMAT:
-        return state["ema"] if prefer_ema and state.get("ema") is not None else state["model"]
-    if all(isinstance(v, torch.Tensor) for v in state.values()):
-        return state
-    raise CheckpointError(f"{source}: neither an srlib checkpoint nor a state dict of tensors")
+        weights = state["ema"] if prefer_ema and state.get("ema") is not None else state["model"]
+        return {k: state["config"][k] for k in ("model", "scale", "model_params")}, weights
+    try:  # BasicSR's files: {"params": ..., "params_ema": ...}, module names as srlib's
+        weights = load_basicsr_msrresnet(state, None if prefer_ema else "params")
+    except (ValueError, KeyError, AttributeError):
+        if all(isinstance(v, torch.Tensor) for v in state.values()):
+            return None, state
+        raise CheckpointError(f"{source}: neither an srlib checkpoint nor MSRResNet weights "
+                              "nor a state dict of tensors") from None
+    params = infer_msrresnet_config(weights)
+    return {"model": "msrresnet", "scale": params.pop("scale"), "model_params": params}, weights
+
+
+def export(source: str | Path, out: str | Path) -> Path:
+    """The generator of ``source`` (EMA weights when there are any) as safetensors, with what
+    rebuilds it (model name, scale, parameters) in the file's metadata."""
+    model, weights = read_generator(source)
+    if model is None:
+        raise CheckpointError(f"{source}: a bare state dict says nothing of its model")
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp),
+                  metadata={"srlib_model": json.dumps(model)})
+    return Path(out)
 
 
 def load_weights(model, state_dict: dict, source) -> None:

@@ -1,4 +1,4 @@
-"""``srlib train | eval | upscale | prepare``: the command line over the library.
+"""``srlib train | eval | upscale | export | prepare``: the command line over the library.
 
 Errors a person can fix (bad config, missing file, offline download) end with one line on
 stderr and exit code 2, never a traceback.
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from srlib import __version__, build, config
-from srlib.checkpoint import CheckpointError
+from srlib.checkpoint import CheckpointError, export
 from srlib.data.download import DownloadError
 from srlib.data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image, save_image
 from srlib.data.prepare import prepare_dataset
@@ -87,6 +87,11 @@ def _upscale(args) -> None:
         print(f"{inp} -> {out} ({sr.shape[1]}x{sr.shape[0]})")
 
 
+def _export(args) -> None:
+    out = export(args.checkpoint, args.output)
+    print(f"{args.checkpoint} -> {out} (generator weights and the model that holds them)")
+
+
 def _prepare(args) -> None:
     out = prepare_dataset(args.name, root=args.root, workers=args.workers, mirror=args.mirror)
     print(f"prepared {args.name}: {out}")
@@ -123,13 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True,
                    help="folder of HR images (repeatable)")
     p.add_argument("--bicubic", action="store_true", help="score the bicubic baseline")
-    p.add_argument("--checkpoint", help="score a trained generator")
+    p.add_argument("--checkpoint",
+                   help="score a trained generator (.pt, exported .safetensors, BasicSR .pth)")
     p.add_argument("--scale", type=_at_least(2), default=4, help="bicubic scale factor")
     p.add_argument("--device", **device)
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("upscale", help="upscale an image (or a folder) with a trained generator")
-    p.add_argument("--checkpoint", required=True, help="a trained generator (best.pt, last.pt)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a trained generator: best.pt/last.pt, exported .safetensors, BasicSR .pth")
     p.add_argument("input", help="an image, or a folder of images")
     p.add_argument("output", help="the output image, or a folder for a folder input")
     p.add_argument("--tile", type=_at_least(1), default=256,
@@ -140,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: fp16 on a GPU, fp32 on the CPU")
     p.add_argument("--device", **device)
     p.set_defaults(run=_upscale)
+
+    p = sub.add_parser("export", help="write a trained generator as safetensors")
+    p.add_argument("checkpoint", help="an srlib checkpoint (best.pt, last.pt; EMA weights win)")
+    p.add_argument("output", help="the .safetensors file to write")
+    p.set_defaults(run=_export)
 
     p = sub.add_parser("prepare", help="download and cut DIV2K / DF2K into sub-images")
     p.add_argument("name", choices=["div2k", "df2k"], help="the training set")

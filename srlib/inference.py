@@ -20,15 +20,15 @@ from srlib.distributed import pick_device  # noqa: F401  (re-exported: where use
 
 
 def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = True):
-    """Rebuild the generator a checkpoint was trained with (from the config saved inside it)."""
-    state = checkpoint.load(path, map_location=device)
-    if state.get("format") != checkpoint.FORMAT:
+    """Rebuild a trained generator from an srlib checkpoint, an exported ``.safetensors`` file
+    or BasicSR MSRResNet weights (see :func:`srlib.checkpoint.read_generator`)."""
+    cfg, weights = checkpoint.read_generator(path, prefer_ema)
+    if cfg is None:
         raise checkpoint.CheckpointError(
-            f"{path}: not an srlib checkpoint (no config inside to rebuild the model); load a "
-            "bare state dict into a model you build yourself")
-    cfg = state["config"]
+            f"{path}: a bare state dict (no config inside to rebuild the model); load it into "
+            "a model you build yourself")
     model = build.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
-    checkpoint.load_weights(model, checkpoint.generator_state(state, prefer_ema), path)
+    checkpoint.load_weights(model, weights, path)
     model.scale = cfg["scale"]
     return model.to(device).eval()
 

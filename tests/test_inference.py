@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import ROOT, tiny_config, write_config
 
+from srlib import build
 from srlib import config as config_mod
 from srlib.cli import main
 from srlib.data.io import load_image, save_image
@@ -194,3 +195,25 @@ def test_upscale_folder_gives_each_image_its_own_output(trained, tmp_path):
     outputs = sorted(p.name for p in folder.glob("*_x4.png"))
     assert outputs == ["a_jpg_x4.png", "a_png_x4.png", "b_x4.png"]
     assert {p.name for p in folder.iterdir()} >= {"a.png", "a.jpg", "b.png"}  # kept
+
+
+def test_export_and_foreign_weights_load_everywhere(trained, tmp_path):
+    """srlib export writes safetensors; eval/upscale/generator_path take srlib checkpoints,
+    exported safetensors and BasicSR MSRResNet files alike, and they give the same model."""
+    ckpt, images = trained
+    out = tmp_path / "g.safetensors"
+    assert main(["export", str(ckpt), str(out)]) == 0
+    weights = torch.load(ckpt, weights_only=True)["model"]
+    basicsr = tmp_path / "net_g_1000.pth"  # BasicSR saves {"params": ...} with the same names
+    torch.save({"params": weights}, basicsr)
+    lr = torch.rand(1, 3, 12, 12)
+    expected = upscale(load_generator(ckpt), lr)
+    for source in (out, basicsr):
+        assert torch.equal(upscale(load_generator(source), lr), expected), source
+        assert main(["upscale", "--checkpoint", str(source), str(images / "a.png"),
+                     str(tmp_path / f"{source.stem}.png")]) == 0
+        (tmp_path / source.stem).mkdir()
+        cfg = config_mod.from_dict(tiny_config(tmp_path / source.stem, iterations=1,
+                                               validation=None, generator_path=str(source)))
+        start = build.run(cfg, progress=False).model.state_dict()
+        assert all(torch.equal(start[k], v) for k, v in weights.items())
