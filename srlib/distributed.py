@@ -1,12 +1,7 @@
-"""Which device a process trains on, and process-group facts for torchrun (PyTorch DDP),
-with no-ops for a single process.
-
-``torchrun --nproc_per_node N -m srlib train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
-this reads them, joins the group (NCCL on GPUs, gloo on CPU) and wraps the model in
-DistributedDataParallel. Every rank draws its share of the same global batch (see
-``sampler.py``), so the effective batch is ``batch_size`` whatever N is; only rank 0 logs,
-validates and saves.
-"""
+"""The device of each process, and torchrun's process group (PyTorch DDP) with no-ops for a
+single process. ``torchrun --nproc_per_node N -m srlib train ...`` sets RANK, WORLD_SIZE and
+LOCAL_RANK; every rank takes its share of the same global batch (``data/sampler.py``), so the
+effective batch is ``batch_size`` whatever N is; only rank 0 logs, validates and saves."""
 from __future__ import annotations
 
 import os
@@ -14,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+from torch.nn.parallel import DistributedDataParallel
 
 from srlib.config import ConfigError
 
@@ -22,12 +18,10 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> str:
     """``auto`` -> the GPU of this process when one is visible, else the CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError('key "device": "cuda" was asked for, but no CUDA GPU is '
-                              'visible; use "auto" or "cpu"')
-        return f"cuda:{local_rank}"
-    return name
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError('key "device": "cuda" was asked for, but no CUDA GPU is visible; '
+                          'use "auto" or "cpu"')
+    return f"cuda:{local_rank}" if name == "cuda" else name
 
 
 @dataclass
@@ -46,30 +40,26 @@ class DistInfo:
 
     @classmethod
     def from_environment(cls) -> DistInfo:
-        """Join the process group torchrun describes; a plain run gets the single-process info."""
+        """Join the group torchrun describes (NCCL on GPUs, gloo on CPUs), if any."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
-        info = cls(rank=int(os.environ["RANK"]), local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-                   world_size=world)
+        info = cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), world)
         if not torch_dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            if backend == "nccl":
+            if torch.cuda.is_available():
                 torch.cuda.set_device(info.local_rank)
-            torch_dist.init_process_group(backend=backend)
+            torch_dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return info
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.enabled:
             return model
-        from torch.nn.parallel import DistributedDataParallel
         on_gpu = next(model.parameters()).is_cuda
         if on_gpu:  # batch-norm statistics over the whole global batch, not each rank's share
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return DistributedDataParallel(model, device_ids=[self.local_rank] if on_gpu else None)
 
-    # Small collectives that keep the ranks' decisions identical. Each is a no-op for a
-    # single process; under DDP every rank must call it at the same point of the loop.
+    # Collectives that keep the ranks' decisions identical; every rank calls them together.
 
     def broadcast(self, value: float, device) -> float:
         """Rank 0's ``value`` on every rank (e.g. the validation PSNR only rank 0 computes)."""
@@ -91,7 +81,7 @@ class DistInfo:
         """True on every rank when ``flag`` is true on at least one (e.g. a time budget)."""
         if not self.enabled:
             return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+        t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
         return bool(t.item())
 
