@@ -6,21 +6,21 @@
 # scripts/gpu_run.sh does the build/pull, the GPU check and the mounts in one command, and
 # docs/gpu.md explains the rest (JupyterLab, multi-GPU, cloud hosts).
 #
-# Base image: the official PyTorch runtime image for exactly the torch/torchvision pinned in
-# pyproject.toml (torch 2.14.1, torchvision 0.29.1; Ubuntu 24.04, Python 3.12, cuDNN 9).
+# Base image: the official PyTorch runtime image for exactly the torch/torchvision of
+# constraints.txt (torch 2.14.1, torchvision 0.29.1; Ubuntu 24.04, Python 3.12, cuDNN 9).
 # Why this one:
 #   - It ships torch and torchvision already built for CUDA, so the build does not download
-#     ~3 GB of wheels, and `pip install .[notebooks]` below finds torch==2.14.1 and
-#     torchvision==0.29.1 satisfied (the installed "2.14.1+cu126" matches "==2.14.1").
+#     ~3 GB of wheels: the install below finds torch==2.14.1 and torchvision==0.29.1
+#     satisfied (the installed "2.14.1+cu126" matches "==2.14.1").
 #   - CUDA 12.6 rather than the 13.x variants of the same release: CUDA 13 needs an NVIDIA
 #     driver >= 580 and dropped Maxwell/Pascal/Volta GPUs (P4000/P5000/V100 machines are
 #     still rented), while the cu126 build runs on drivers from R525 on (CUDA minor-version
 #     compatibility) and on every GPU from Pascal to Hopper. On Blackwell GPUs (B200,
 #     RTX 50xx) build with --build-arg BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime.
 #   - The runtime flavour (no compilers, no CUDA headers) is enough: srlib has no extensions.
-# A RUN step below checks every installed version against pyproject's pins (torch and
+# A RUN step below checks every installed version against constraints.txt (torch and
 # torchvision included) and fails the build on any difference; tests/test_packaging.py
-# checks that this tag names the pinned torch.
+# checks that this tag names the torch of constraints.txt.
 ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
@@ -50,27 +50,37 @@ RUN old="$(getent passwd 1000 | cut -d: -f1 || true)" \
 
 WORKDIR /opt/srlib
 
-# Install the package and its pinned dependencies first (this layer is rebuilt only when
-# pyproject.toml, README.md or srlib/ change). The pins come from pyproject.toml itself
-# (.[notebooks] = the core pins + papermill + ipykernel); JupyterLab is the one extra, pinned
-# here. torch/torchvision are not reinstalled: the base image's CUDA build satisfies the pins.
-COPY pyproject.toml README.md ./
-COPY srlib/ srlib/
-# DL3013 (unpinned pip package) does not see that ".[notebooks]" takes its pins from pyproject.toml.
-# hadolint ignore=DL3013
-RUN python3 -m pip install ".[notebooks]" "jupyterlab==4.6.6" \
-    && python3 -c "import importlib.metadata as md, sys, tomllib; \
-project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-pins = [r.split('==') for r in project['dependencies'] + project['optional-dependencies']['notebooks']]; \
-bad = [f'{n} {md.version(n)} (pinned {v})' for n, v in pins if md.version(n).split('+')[0] != v]; \
-sys.exit('installed versions differ from pyproject.toml: ' + ', '.join(bad) if bad else 0)" \
-    && rm -rf build srlib.egg-info
+# Dependencies first, in a layer of their own: it depends on pyproject.toml and
+# constraints.txt only, so an edit to srlib/ (or anything else) does not reinstall them.
+# What is installed: srlib's dependencies and its extras notebooks (papermill, ipykernel),
+# tensorboard and lpips, read from pyproject.toml, plus JupyterLab (`jupyter lab` in the
+# container) and pytest (benchmarks/gpu_check.sh runs the GPU tests), every one at the
+# version of constraints.txt; then the build checks each installed version against that file.
+# torch/torchvision are not reinstalled: the base image's CUDA build satisfies the pins.
+COPY pyproject.toml constraints.txt ./
+RUN python3 -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = project['optional-dependencies']; \
+reqs = project['dependencies'] + extras['notebooks'] + extras['tensorboard'] + extras['lpips']; \
+print(*reqs, 'jupyterlab', 'pytest', sep='\n')" > /tmp/requirements.txt \
+    && python3 -m pip install -c constraints.txt -r /tmp/requirements.txt \
+    && python3 -c "import importlib.metadata as md, re, sys; \
+name = lambda r: re.sub(r'[-_.]+', '-', re.match(r'[A-Za-z0-9._-]+', r.strip())[0]).lower(); \
+lines = [line.split('#')[0].strip() for line in open('constraints.txt')]; \
+pins = {name(line): line.split('==')[1] for line in lines if '==' in line}; \
+wanted = [name(r) for r in open('/tmp/requirements.txt') if r.strip()]; \
+bad = [f'{n} {md.version(n)} (constraints.txt: {pins.get(n)})' for n in wanted \
+       if md.version(n).split('+')[0] != pins.get(n)]; \
+sys.exit('installed versions differ from constraints.txt: ' + ', '.join(bad) if bad else 0)" \
+    && rm /tmp/requirements.txt
 
-# Everything else the pipeline reads: configs, notebooks, scripts, the small sample sets
-# (Set5, Set14, T91; see .dockerignore). data/, runs/ and results/ are volumes: a named
-# volume starts with the image's content (the sample sets), a bind mount shows the host's.
+# Then srlib itself, editable and without dependencies (already there), with everything else
+# the pipeline reads: configs, notebooks, scripts, tests, benchmarks, the small sample sets
+# (Set5, Set14, T91; see .dockerignore). data/, runs/ and results/ are volumes: a named volume
+# starts with the image's content (the sample sets), a bind mount shows the host's.
 COPY --chown=sr:sr . .
-RUN mkdir -p data runs results \
+RUN python3 -m pip install --no-deps -e . \
+    && rm -rf build srlib.egg-info \
+    && mkdir -p data runs results \
     && chown sr:sr . data runs results
 
 # HOME is set only now (the build ran as root): Docker would give a --user UID that has no

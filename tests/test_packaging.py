@@ -256,6 +256,12 @@ def test_make_keeps_one_stamp_per_extra(tmp_path):
     installs = pip_installs(make_dry_run("demo", venv))
     assert [installed_extras(c) for c in installs] == [["notebooks"]]
 
+    # `make test` on a fresh venv also stands for the notebooks extra, which dev includes
+    fresh = tmp_path / "fresh"
+    test = make_dry_run("test", fresh)
+    touch = next(c for c in test if c[0] == "touch")
+    assert touch[1:] == [str(fresh / ".srlib-dev"), str(fresh / ".srlib-notebooks")]
+
 
 # --------------------------------------------------------------------- (b) Dockerfile
 def test_dockerfile_base_image_carries_the_pinned_torch():
@@ -390,7 +396,8 @@ def test_dockerignore_keeps_bulk_and_secrets_out_but_ships_sample_data():
     kept = ["pyproject.toml", "constraints.txt", "README.md", "srlib/cli.py",
             "configs/msrresnet_x4.json",
             "notebooks/01_data_preparation.ipynb", "scripts/run_pipeline.sh",
-            "data/Set5/baby.png", "data/Set14/bridge.png", "data/T91/t1.png", "data/README.md"]
+            "data/Set5/baby.png", "data/Set14/bridge.png", "data/T91/t1.png",
+            "data/T91_holdout/t26.png", "data/README.md"]
     assert [p for p in out if not dockerignore_excludes(p, patterns)] == []
     assert [p for p in kept if dockerignore_excludes(p, patterns)] == []
 
