@@ -1,7 +1,6 @@
 """Training losses: pixel (L1/MSE), VGG19 perceptual, adversarial, and their weighted sum.
-
-Content losses (SR against HR) are summed by ``CombinedLoss``; the adversarial loss needs
-the discriminator and its own optimiser step, so the GAN solver calls it directly."""
+``CombinedLoss`` sums the content losses (SR against HR); the adversarial loss needs the
+discriminator and its own optimiser step, so the GAN solver calls it directly."""
 
 from __future__ import annotations
 
@@ -61,45 +60,57 @@ def _layer_end(features: nn.Sequential, layer: str, before_activation: bool) -> 
     raise ValueError(f"unknown PerceptualLoss layer {layer!r}; valid values: {names}")
 
 
-def _download(path: Path, timeout: float) -> None:
-    """Fetch VGG19_URL to ``path``, checked against the hash prefix in the file name;
-    ``atomic_path`` leaves no file behind after a failed or interrupted download.
+def _load_vgg19(net: nn.Sequential, weights_dir, timeout: float, allow_random: bool) -> bool:
+    """Load the ImageNet VGG19 weights into ``net`` from the cache, else download them (hash
+    checked, written atomically); False if unavailable and ``allow_random``. ``urlopen`` runs in
+    a daemon thread we wait ``timeout`` for: the socket timeout does not bound DNS look-ups."""
+    path = Path(weights_dir or Path(torch.hub.get_dir(), "checkpoints")).expanduser() / VGG19_FILE
+    answer: list = [TimeoutError(f"no answer from {urlparse(VGG19_URL).hostname} in {timeout:g} s")]
 
-    ``urlopen`` runs in a daemon thread that we stop waiting for after ``timeout``: the
-    socket timeout does not cover the DNS look-up, which can hang for minutes offline."""
-    result: list = [TimeoutError(f"no answer from {urlparse(VGG19_URL).hostname} "
-                                 f"in {timeout:g} s")]
-
-    def target() -> None:
+    def fetch() -> None:
         try:
-            result[0] = urlopen(VGG19_URL, timeout=timeout)
+            answer[0] = urlopen(VGG19_URL, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            result[0] = exc
+            answer[0] = exc
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if isinstance(result[0], Exception):
-        raise result[0]
-    prefix, digest = Path(VGG19_FILE).stem.split("-")[-1], hashlib.sha256()
-    with result[0] as response, atomic_path(path) as tmp, open(tmp, "wb") as out:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-        if not digest.hexdigest().startswith(prefix):
-            raise ValueError(f"SHA-256 {digest.hexdigest()[:16]}... does not start with {prefix}")
+    try:
+        if not path.is_file():
+            thread = threading.Thread(target=fetch, daemon=True)
+            thread.start()
+            thread.join(timeout)
+            if isinstance(answer[0], Exception):
+                raise answer[0]
+            prefix, digest = Path(VGG19_FILE).stem.split("-")[-1], hashlib.sha256()
+            with answer[0] as response, atomic_path(path) as tmp, open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                if not digest.hexdigest().startswith(prefix):
+                    raise ValueError(f"SHA-256 {digest.hexdigest()} does not start with {prefix}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict({key: state[f"features.{key}"] for key in net.state_dict()})
+        return True
+    except Exception as exc:  # network, disk, unpickling, missing keys: "no weights"
+        if allow_random:
+            return False
+        raise PretrainedWeightsUnavailable(
+            "PerceptualLoss needs the ImageNet VGG19 weights (torchvision VGG19_Weights."
+            f"IMAGENET1K_V1) but could not load them: {type(exc).__name__}: {exc}\nDownload "
+            f"{VGG19_URL} where there is internet access and put it at\n    {path}\n(the file "
+            f"{VGG19_FILE} in torch.hub.get_dir()/checkpoints/, i.e. $TORCH_HOME/hub/checkpoints/,"
+            " or in the weights_dir option).\nFor tests or offline demos only, `allow_random_vgg:"
+            " true` in a config runs with random VGG19 weights; perceptual loss values are then "
+            "meaningless.") from exc
 
 
 class PerceptualLoss(nn.Module):
     """Distance between frozen VGG19 features of SR and HR (SRGAN, Ledig et al. 2017).
 
-    ``layer`` "vggIJ" is the J-th conv of block I; ``before_activation`` takes the conv
-    output, not its ReLU (ESRGAN: denser features). ``rescale`` multiplies the features
-    (1/12.75 brings VGG54 MSE to the scale of pixel MSE). ``input_range`` is folded into
-    the ImageNet mean/std. VGG is not a registered submodule, so that its ~20M frozen
-    weights stay out of the ``parameters()`` (optimiser) and ``state_dict()`` (checkpoints)
-    of a generator holding this loss; ``_apply`` still carries it along on ``.to()``,
-    ``.cuda()``, ``.half()``. mean/std are non-persistent buffers for the same reason."""
+    ``layer`` "vggIJ" is the J-th conv of block I; ``before_activation`` takes the conv output,
+    not its ReLU (ESRGAN: denser features). ``rescale`` multiplies the features (1/12.75 brings
+    VGG54 MSE to the scale of pixel MSE); ``input_range`` is folded into the ImageNet mean/std.
+    VGG is not a registered submodule, so its ~20M frozen weights stay out of a generator's
+    ``parameters()`` (optimiser) and ``state_dict()`` (checkpoints); ``_apply`` moves it."""
 
     def __init__(self, layer: str = "vgg54", before_activation: bool = True,
                  rescale: float = 1 / 12.75, criterion: str = "mse", pretrained: bool = True,
@@ -117,27 +128,8 @@ class PerceptualLoss(nn.Module):
         self.layer_end = _layer_end(features, layer, before_activation)
         self.rescale, self.criterion = float(rescale), criterion
         net = features[: self.layer_end].to_empty(device="cpu")
-        self.random_weights = not pretrained
-        if pretrained:
-            path = Path(weights_dir or Path(torch.hub.get_dir(), "checkpoints")).expanduser()
-            path = path / VGG19_FILE
-            try:
-                if not path.is_file():
-                    _download(path, download_timeout)
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                net.load_state_dict({key: state[f"features.{key}"] for key in net.state_dict()})
-            except Exception as exc:  # network, disk, unpickling, missing keys: "no weights"
-                if not allow_random_weights:
-                    raise PretrainedWeightsUnavailable(
-                        "PerceptualLoss needs the ImageNet VGG19 weights (torchvision "
-                        "VGG19_Weights.IMAGENET1K_V1) but could not load them: "
-                        f"{type(exc).__name__}: {exc}\nDownload {VGG19_URL} where there is "
-                        f"internet access and put it at\n    {path}\n(the file {VGG19_FILE} "
-                        "in torch.hub.get_dir()/checkpoints/, i.e. $TORCH_HOME/hub/"
-                        "checkpoints/, or in the weights_dir option).\nFor tests or offline "
-                        "demos only, `allow_random_vgg: true` in a config runs with random "
-                        "VGG19 weights; perceptual loss values are then meaningless.") from exc
-                self.random_weights = True
+        self.random_weights = not (pretrained and _load_vgg19(net, weights_dir, download_timeout,
+                                                              allow_random_weights))
         if self.random_weights:  # seeded He init, as torchvision's VGG: features keep a sane scale
             generator = torch.Generator().manual_seed(seed)
             for conv in (m for m in net if isinstance(m, nn.Conv2d)):
@@ -145,7 +137,6 @@ class PerceptualLoss(nn.Module):
                                         generator=generator)
                 nn.init.zeros_(conv.bias)
         object.__setattr__(self, "vgg", net.eval().requires_grad_(False))  # unregistered: see above
-
         # Mapping [low, high] to [0, 1] and then normalising equals using this mean and std.
         mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
         self.register_buffer("mean", (mean * (high - low) + low).view(1, 3, 1, 1), persistent=False)
@@ -219,8 +210,7 @@ class CombinedLoss(nn.Module):
         super().__init__()
         if not terms:
             raise ValueError("CombinedLoss needs at least one (name, weight, module) term")
-        self.weights: dict[str, float] = {}
-        self.terms = nn.ModuleDict()
+        self.weights, self.terms = {}, nn.ModuleDict()
         for name, weight, module in terms:
             unique, n = name, 1
             while unique in self.weights:
@@ -231,8 +221,7 @@ class CombinedLoss(nn.Module):
 
     def forward(self, sr: torch.Tensor,
                 hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        total = sr.new_zeros(())
-        values: dict[str, torch.Tensor] = {}
+        total, values = sr.new_zeros(()), {}
         for name, module in self.terms.items():
             value = module(sr, hr)
             total = total + self.weights[name] * value

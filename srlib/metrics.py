@@ -1,11 +1,8 @@
-"""PSNR and SSIM as the SR literature measures them (SRCNN onward, MATLAB).
-
-Score the BT.601 luma of uint8 images, shave ``border`` pixels (= the scale) from every side,
-peak 255; SSIM per Wang et al. (2004), 11x11 Gaussian (sigma 1.5), 'valid' filtering.
-Single-channel images (Set14 ``bridge``) are scored on their gray values: RGB->Y would map
-0..255 onto 16..235 and inflate PSNR by ~0.6 dB. Float inputs in [0, 1] are quantised to
-uint8 first, so a model's float output scores exactly as its saved PNG would.
-"""
+"""PSNR and SSIM as the SR literature (SRCNN onward, MATLAB) measures them: BT.601 luma of uint8
+images, ``border`` pixels (= the scale) shaved from every side, peak 255; SSIM per Wang et al.
+(2004), 11x11 Gaussian (sigma 1.5), 'valid' filtering. Gray images (Set14 ``bridge``) are scored
+on their gray values: RGB->Y would map 0..255 onto 16..235 and inflate PSNR by ~0.6 dB. Float
+inputs in [0, 1] are quantised first, so a float output scores exactly as its saved PNG would."""
 
 from __future__ import annotations
 
@@ -19,12 +16,8 @@ METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma on the [16, 235] scale (MATLAB ``rgb2ycbcr`` channel 1).
-
-    uint8 input is rounded to integers, as MATLAB's ``rgb2ycbcr`` returns uint8 for uint8
-    (part of how the published figures were made: ~0.01 dB on Set5/Set14 bicubic); float
-    input in [0, 1] is not.
-    """
+    """BT.601 luma on the [16, 235] scale (MATLAB ``rgb2ycbcr`` channel 1). Rounded for uint8
+    input, as MATLAB returns uint8 for uint8 (~0.01 dB on Set5/Set14 bicubic); not for float."""
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"rgb_to_y expects an HxWx3 image, got shape {img.shape}")

@@ -1,9 +1,6 @@
-"""Aligned random crops and dihedral augmentation for LR/HR training pairs.
-
-Everything works on uint8 numpy views (no copies); the conversion to float happens once, at
-the end. Draws come from one torch generator (the global one by default), which training
-seeds per item from (seed, iteration): see `srlib.data.sampler`.
-"""
+"""Aligned random crops and dihedral augmentation for LR/HR training pairs, as uint8 numpy views
+(no copies; the conversion to float happens once, at the end). Draws come from one torch
+generator (the global one by default), which training seeds per item: see `sampler`."""
 
 from __future__ import annotations
 
@@ -13,13 +10,10 @@ import torch
 
 def draw_patch_params(lr_hw: tuple[int, int], lr_size: int, augment: bool,
                       generator: torch.Generator | None = None) -> tuple[int, int, tuple]:
-    """(y, x, (hflip, vflip, transpose)) of one random aligned crop and dihedral transform.
-
-    The one place the draws happen, so the CPU loader and the on-device batch cutter
-    (``srlib.data.device_batches``) turn the same seed into the same patch. All five numbers
-    come from one call (cheap: the device path makes 16 per GPU step on the host); 30-bit
-    draws modulo a crop range of a few thousand positions are biased by under 1 in 10^5.
-    """
+    """(y, x, (hflip, vflip, transpose)) of one random aligned crop and dihedral transform: the
+    one place the draws happen, so the CPU loader and ``device_batches`` turn a seed into the
+    same patch. One call draws all five (the device path makes 16 per step on the host); 30-bit
+    draws modulo a few thousand positions are biased by under 1 in 10^5."""
     h, w = lr_hw
     y, x, *bits = torch.randint(1 << 30, (5,), generator=generator).tolist()
     flips = tuple(bool(b & 1) for b in bits) if augment else (False, False, False)

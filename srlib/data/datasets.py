@@ -1,11 +1,7 @@
-"""Training and evaluation datasets for x`scale` super-resolution.
-
-Two layouts: a plain folder of HR images (T91, Set5, Set14), whose LR is synthesised with
-the MATLAB bicubic `make_lr` (so training and evaluation see the same degradation), or a
-prepared folder (DIV2K/DF2K sub-images) with `HR/` and `LR_x{scale}/` files of the same
-name, whose LR was made once, offline. Models get float CHW RGB tensors in [0, 1]; the
-uint8 arrays of benchmark items are the scoring space and keep the file's channel count.
-"""
+"""Training and evaluation datasets for x`scale` super-resolution. Two layouts: a plain folder
+of HR images (T91, Set5, Set14), whose LR is made by `make_lr` (the degradation evaluation uses),
+or a prepared folder (DIV2K/DF2K sub-images) with same-named files in `HR/` and `LR_x{scale}/`.
+Models get float CHW RGB tensors in [0, 1]; uint8 benchmark arrays keep the file's channels."""
 
 from __future__ import annotations
 
@@ -24,9 +20,7 @@ def as_rgb(img: np.ndarray) -> np.ndarray:
     """Expand a single-channel image to R=G=B, because every model here takes RGB."""
     if img.ndim == 3 and img.shape[2] == 3:
         return img
-    if img.ndim == 3:
-        img = img[..., 0]
-    return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    return np.repeat(img[..., :1] if img.ndim == 3 else img[..., None], 3, axis=2)
 
 
 def gray_from_rgb(sr: np.ndarray) -> np.ndarray:
@@ -42,23 +36,18 @@ class PairedPatchDataset(Dataset):
 
     `length` sets a virtual epoch (index i uses image i % n), so iteration-based training
     rarely restarts DataLoader workers. `cache=True` keeps the decoded uint8 pairs in memory
-    (the quick path for small sets such as T91); `cache=False` decodes per item, meant for
-    large prepared sets. Crops and flips come from torch's global RNG, which training seeds
-    per item (`srlib.data.sampler.SeededItems`), so item (index, seed) is the same patch in
-    any worker, after any resume.
-    """
+    (small sets such as T91); `cache=False` decodes per item (large prepared sets). Crops and
+    flips come from torch's global RNG, seeded per item by `sampler.SeededItems`."""
 
     def __init__(self, root, patch_size: int = 96, scale: int = 4, augment: bool = True,
                  length: int | None = None, cache: bool = True, skip_corrupt: bool = False):
         if patch_size % scale:
             raise ValueError(f"patch_size={patch_size} is not divisible by scale={scale}")
-        self.root = Path(root)
         self.patch_size, self.scale, self.lr_size = patch_size, scale, patch_size // scale
-        self.augment, self.cache = augment, cache
+        self.root, self.augment, self.cache = Path(root), augment, cache
         self.hr_dir, self.lr_dir = self.root / "HR", self.root / f"LR_x{scale}"
         if not (self.hr_dir.is_dir() and self.lr_dir.is_dir()):  # a plain folder of HR images
             self.hr_dir, self.lr_dir = self.root, None
-
         self.paths: list[tuple[Path, Path | None]] = []
         self._images: list[tuple[np.ndarray, np.ndarray]] = []
         small, corrupt = [], []
@@ -89,8 +78,7 @@ class PairedPatchDataset(Dataset):
                           f"patch_size={patch_size}: " + ", ".join(small), stacklevel=2)
         if not self.paths:
             raise ValueError(f"no usable images in {self.hr_dir}: {len(small)} smaller than "
-                             f"patch_size={patch_size} (scale={scale}), "
-                             f"{len(corrupt)} unreadable")
+                             f"patch_size={patch_size} (scale={scale}), {len(corrupt)} unreadable")
         self.length = len(self.paths) if length is None else int(length)
         if self.length <= 0:
             raise ValueError(f"length must be positive, got {length}")
@@ -138,17 +126,13 @@ class PairedPatchDataset(Dataset):
 
 
 class BenchmarkDataset(Dataset):
-    """Whole images for evaluation: modcropped HR and its bicubic LR, kept in memory.
-
-    Items: {"name", "lr", "hr", "hr_uint8", "lr_uint8", "gray"}. "lr"/"hr" are 3-channel
-    float CHW tensors for the model; "hr_uint8"/"lr_uint8" keep the file's channel count for
-    scoring, so a "gray" item's RGB output is collapsed with `gray_from_rgb` first. Sizes
-    differ per image: iterate the dataset (or use batch_size=None) rather than batching.
-    """
+    """Whole images for evaluation: modcropped HR and its bicubic LR, kept in memory. Items:
+    {"name", "lr", "hr" (3-channel float CHW), "hr_uint8", "lr_uint8" (the file's channels, for
+    scoring: collapse a "gray" item's output with `gray_from_rgb`), "gray"}. Sizes differ per
+    image: iterate the dataset (or use batch_size=None) rather than batching."""
 
     def __init__(self, root, scale: int = 4, name: str | None = None):
-        self.root, self.scale = Path(root), scale
-        self.name = name or self.root.name
+        self.root, self.scale, self.name = Path(root), scale, name or Path(root).name
         self.items = []
         for path in list_images(self.root):
             hr, lr = make_lr(load_image(path), scale)

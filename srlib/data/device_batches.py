@@ -1,13 +1,8 @@
-"""The whole training set as uint8 on the training device, with batches cut there.
-
-A GPU step of the full MSRResNet takes a few milliseconds; a CPU loader that decodes, crops,
-flips and copies 16 patches per step can fall behind it. Here every pair is decoded once and
-uploaded as uint8 (DIV2K's 32,592 sub-images of 480x480 and their LR take about 23.9 GB), and
-a batch is a handful of device kernels. Batches equal the CPU loader's bit for bit: item
-``(index, seed)`` draws its crop and flips through ``augment.draw_patch_params`` from a
-generator seeded with ``seed``, as ``PairedPatchDataset[index]`` does under ``SeededItems``,
-so exact resume and the DDP batch split work unchanged.
-"""
+"""The whole training set as uint8 on the training device, with batches cut there: a CPU loader
+that decodes, crops and copies 16 patches per step can fall behind a few-millisecond GPU step.
+Every pair is uploaded once (DIV2K's 32,592 480x480 sub-images and LR: about 23.9 GB). Batches
+equal the CPU loader's bit for bit (the same ``draw_patch_params`` under the item's seed), so
+exact resume and the DDP batch split work unchanged."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +23,11 @@ class DeviceBatches:
         self.device = torch.device(device)
         self.scale, self.lr_size, self.augment = dataset.scale, dataset.lr_size, dataset.augment
         _check_fits(dataset, self.device)
-        self.lr_images: list[torch.Tensor] = []
-        self.hr_images: list[torch.Tensor] = []
+        self.lr_images, self.hr_images = [], []  # 3xHxW uint8 on the device
         self._generator = torch.Generator()  # re-seeded per item: the item's own stream
+        # uint8 -> [0, 1] by table lookup, bit-identical to io.to_float_tensor (divided on the
+        # CPU): CUDA divides as a multiply by the reciprocal, which rounds some levels otherwise
+        self._levels = (torch.arange(256, dtype=torch.float32) / 255.0).to(self.device)
         pairs = len(dataset.paths)
         # Decoding is most of the time and PIL releases the GIL: a few threads overlap it.
         with ThreadPoolExecutor(max_workers=8) as pool, tqdm(
@@ -43,8 +40,8 @@ class DeviceBatches:
         self._lr_hw = [tuple(t.shape[1:]) for t in self.lr_images]  # looked up every item
 
     def _upload(self, image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 -> 3xHxW uint8 on the device (contiguous, so crops are cheap views)."""
-        # np.require copies only a read-only array (torch cannot wrap those)
+        """HxWx3 uint8 -> contiguous 3xHxW on the device; np.require copies only a read-only
+        array (torch cannot wrap those)."""
         t = torch.from_numpy(np.require(image, requirements="W")).permute(2, 0, 1)
         return t.contiguous().to(self.device)
 
@@ -60,8 +57,8 @@ class DeviceBatches:
             hr_patches.append(self.hr_images[k][:, y * s:(y + n) * s, x * s:(x + n) * s])
             flips.append(flip)
         mask = torch.tensor(flips, dtype=torch.bool).to(self.device, non_blocking=True)
-        return {"lr": _to_float(_dihedral(torch.stack(lr_patches), mask)),
-                "hr": _to_float(_dihedral(torch.stack(hr_patches), mask))}
+        return {"lr": self._levels[_dihedral(torch.stack(lr_patches), mask).long()],
+                "hr": self._levels[_dihedral(torch.stack(hr_patches), mask).long()]}
 
 
 def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
@@ -75,11 +72,10 @@ def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
         need += 3 * (h * w + lh * lw)
     free, total = torch.cuda.mem_get_info(device)
     if need > 0.8 * free:
-        raise ValueError(
-            f'config "dataset.on_device": the training set in {dataset.root} takes '
-            f"{need / 2**30:.1f} GiB as uint8, but {device} has {free / 2**30:.1f} of "
-            f"{total / 2**30:.1f} GiB free; set dataset.on_device to false (CPU workers feed "
-            "the GPU) or train on a card with more memory")
+        raise ValueError(f'config "dataset.on_device": the training set in {dataset.root} takes '
+                         f"{need / 2**30:.1f} GiB as uint8, but {device} has {free / 2**30:.1f} of "
+                         f"{total / 2**30:.1f} GiB free; set dataset.on_device to false (CPU "
+                         "workers feed the GPU) or train on a card with more memory")
 
 
 def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,15 +86,3 @@ def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         batch = torch.where(mask[:, column].view(-1, 1, 1, 1), flip(batch), batch)
     return batch
 
-
-_LEVELS = torch.arange(256, dtype=torch.float32) / 255.0  # divided on the CPU, as io does
-_LEVELS_ON: dict = {}
-
-
-def _to_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1], bit-identical to ``io.to_float_tensor``: a table lookup,
-    because CUDA divides by a scalar as a multiply by its reciprocal, which rounds some levels
-    one bit differently from the CPU."""
-    if batch.device not in _LEVELS_ON:
-        _LEVELS_ON[batch.device] = _LEVELS.to(batch.device)
-    return _LEVELS_ON[batch.device][batch.long()]

@@ -1,10 +1,6 @@
-"""Fetch and unpack the DIV2K / Flickr2K archives, robustly enough for multi-GB files.
-
-DIV2K is 3.5 GB and Flickr2K 11.6 GB, so a download resumes after an interruption (HTTP
-Range), a file is used only once its md5 matches the catalogue (a bad one is set aside),
-and a machine without internet gets one message listing every file to fetch by hand and
-where to put it, so that the next run picks it up.
-"""
+"""Fetch and unpack the DIV2K (3.5 GB) and Flickr2K (11.6 GB) archives. A download resumes
+after an interruption (HTTP Range); a file is used only once its md5 matches (a bad one is set
+aside); without internet, one message lists every file to fetch by hand and where to put it."""
 
 from __future__ import annotations
 
@@ -35,7 +31,6 @@ class ChecksumError(DownloadError):
 @dataclass(frozen=True)
 class Archive:
     """One downloadable file, with what a person needs to fetch it by hand."""
-
     name: str  # also its file name in <root>/downloads/
     url: str
     md5: str
@@ -52,8 +47,7 @@ FLICKR2K = Archive(
     "5d3f39443d5e9489bff8963f8f26cb03", "about 11.6 GB", 2650, "Flickr2K/Flickr2K_HR")
 
 # dataset name -> the archives whose HR images are cut into its training sub-images
-DATASETS: dict[str, tuple[Archive, ...]] = {"div2k": (DIV2K_TRAIN,),
-                                            "df2k": (DIV2K_TRAIN, FLICKR2K)}
+DATASETS = {"div2k": (DIV2K_TRAIN,), "df2k": (DIV2K_TRAIN, FLICKR2K)}
 
 
 def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
@@ -71,8 +65,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
     except (OSError, http.client.HTTPException) as e:  # refused, no DNS, timeout, reset
         raise DownloadError(f"could not download {url}: {getattr(e, 'reason', e)}") from None
     start = offset if response.status == 206 else 0  # 200: the server ignored the Range
-    length = response.headers.get("Content-Length")
-    length = int(length) if length else None
+    length = int(response.headers.get("Content-Length") or 0) or None
     reason = "the connection closed early"
     with response, open(part, "ab" if start else "wb") as f, tqdm(
             total=start + length if length else None, initial=start, unit="B",
@@ -111,14 +104,11 @@ def _verify(path: Path, dest: Path, md5: str, origin: str, progress: bool) -> No
 
 def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
              progress: bool = True) -> Path:
-    """Download `url` to `dest` unless a file with the right md5 is already there.
-
-    Bytes go to `dest.part` first (a later run resumes it) and are renamed to `dest` only
-    once their md5 matches, so no later stage ever sees a truncated or wrong file.
-    """
+    """Download `url` to `dest` unless a file with the right md5 is already there. Bytes go to
+    `dest.part` (a later run resumes it), renamed to `dest` only once their md5 matches."""
     dest = Path(dest)
     if dest.exists():  # downloaded earlier, or placed by hand
-        _verify(dest, dest, md5, f"{dest}", progress)
+        _verify(dest, dest, md5, str(dest), progress)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -128,13 +118,10 @@ def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
     return dest
 
 
-def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike,
-            progress: bool = True) -> Path:
+def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Unpack a zip or tar into `dest_dir`, which appears only once everything is unpacked.
-
-    The standard library makes member names safe: zipfile keeps every member inside the
-    folder, and tarfile's "data" filter refuses members or links pointing outside it.
-    """
+    zipfile keeps every member inside the folder; tarfile's "data" filter refuses members or
+    links pointing outside it."""
     archive, dest_dir = Path(archive), Path(dest_dir)
     if dest_dir.exists():
         return dest_dir
@@ -149,20 +136,17 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike,
         else:
             with tarfile.open(archive) as tf:
                 tf.extractall(tmp, members=tqdm(tf.getmembers(), **bar), filter="data")
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, tarfile.FilterError):
-            raise DownloadError(f"refusing to unpack {archive}: {e}") from None
-        raise
-    os.replace(tmp, dest_dir)
+        os.replace(tmp, dest_dir)
+    except tarfile.FilterError as e:
+        raise DownloadError(f"refusing to unpack {archive}: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after success; nothing kept after failure
     return dest_dir
 
 
 def _by_hand(archive: Archive, path: Path, hr_dir: Path) -> str:
     return (f"  - {archive.name} ({archive.num_images:,} images, {archive.size})\n"
-            f"      url: {archive.url}\n"
-            f"      md5: {archive.md5}\n"
-            f"      put: {path.resolve()}\n"
+            f"      url: {archive.url}\n      md5: {archive.md5}\n      put: {path.resolve()}\n"
             f"      (or unpack it yourself so that its HR images are in {hr_dir.resolve()})")
 
 
@@ -170,11 +154,9 @@ def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | Non
                   timeout: float = 30, progress: bool = True) -> list[Path]:
     """Make a dataset's HR image folders available under `root/downloads/`; return them.
 
-    Per archive the first that works is used: a folder already unpacked (by us or by hand),
-    an archive in `root/downloads/` (placed by hand or downloaded earlier), a download from
-    the catalogue URL or from `mirror` + file name. After the first network failure nothing
-    more is downloaded; one DownloadError then lists every archive still missing.
-    """
+    Per archive the first that works: a folder already unpacked (by us or by hand), an archive
+    in `root/downloads/`, a download from the catalogue URL or `mirror` + file name. After the
+    first network failure nothing more is downloaded; one DownloadError lists what is missing."""
     if name.lower() not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     downloads = Path(root) / "downloads"
@@ -200,9 +182,8 @@ def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | Non
             extract(path, unpacked, progress)
             found = len(list(hr_dir.glob("*.png")))
             if found != archive.num_images:
-                raise DownloadError(f"{hr_dir} holds {found} PNG images, not the "
-                                    f"{archive.num_images} of {archive.name}: delete "
-                                    f"{unpacked} and run again")
+                raise DownloadError(f"{hr_dir} holds {found} PNG images, not {archive.num_images} "
+                                    f"({archive.name}): delete {unpacked} and run again")
         folders.append(hr_dir)
     if missing:
         raise DownloadError("\n".join([

@@ -1,22 +1,17 @@
 """MATLAB-compatible bicubic ``imresize``, ``modcrop`` and ``make_lr``.
 
-The published SR numbers (SRCNN, SRResNet, EDSR, ...) were made with MATLAB's ``imresize``;
-PIL, OpenCV and ``F.interpolate`` differ from it in kernel width, pixel-centre mapping,
-boundary rule or rounding, which moves the bicubic baseline by tenths of a dB, more than many
-of the gaps papers report. Reproduced from ``imresize.m`` (``contributions()``):
+Published SR numbers (SRCNN, SRResNet, EDSR, ...) used MATLAB's ``imresize``; PIL, OpenCV and
+``F.interpolate`` differ in kernel width, pixel-centre mapping, boundary rule or rounding, which
+moves the bicubic baseline by tenths of a dB. The rules of ``imresize.m`` (``contributions()``):
 
-* Keys cubic kernel, a = -0.5, width 4. Shrinking (antialiasing) widens it by ``1/scale``
-  and scales its height by ``scale``, so the filter also acts as a low-pass.
-* Output pixel ``x`` (1-based) maps to input ``u = x/scale + 0.5*(1 - 1/scale)``.
-* Out-of-range taps are clamped, ``min(max(1, idx), n)``: the edge pixel is replicated.
-  Checked against the x4 LR images MATLAB itself made for Set5 and Set14
-  (``data/Set5_LRx4_matlab``, ``data/Set14_LRx4_matlab``): ``make_lr`` reproduces every one
-  exactly. Mirror-folding the taps instead (``[1:n, n:-1:1]``, as some ports do) is off by
-  up to 10 levels along the borders.
-* Weight columns that are zero for every output pixel are dropped.
-* Rows and columns are resized separately, the dimension with the smaller scale first (rows
-  first on a tie); uint8 input is rounded (half away from zero) and clipped back to uint8
-  after *each* pass, as ``imresizemex`` returns the input class.
+* Keys cubic kernel, a = -0.5, width 4; shrinking widens it by ``1/scale`` and scales its
+  height by ``scale`` (antialiasing). Output pixel ``x`` (1-based) maps to input
+  ``u = x/scale + 0.5*(1 - 1/scale)``; weight columns zero for every output are dropped.
+* Out-of-range taps are clamped, ``min(max(1, idx), n)`` (edge replicated): ``make_lr``
+  reproduces every x4 LR image MATLAB made for Set5 and Set14 (``data/Set*_LRx4_matlab``);
+  mirror-folding (``[1:n, n:-1:1]``, as some ports do) is off by up to 10 levels at borders.
+* Rows and columns are resized separately, the smaller scale first (rows on a tie); uint8 is
+  rounded (half away from zero) and clipped after *each* pass, as ``imresizemex`` does.
 """
 
 from __future__ import annotations
@@ -59,11 +54,8 @@ def _resize_axis(x: np.ndarray, axis: int, out_len: int, scale: float) -> np.nda
 
 
 def imresize(img, scale: float | None = None, output_shape=None) -> np.ndarray:
-    """Bicubic resize matching MATLAB ``imresize(img, scale)`` or ``imresize(img, output_shape)``.
-
-    ``img`` is HxW or HxWxC. uint8 in gives uint8 out (rounded and clipped per pass); float in
-    gives float out of the same dtype, computed in float64 and not clipped.
-    """
+    """MATLAB ``imresize(img, scale)`` or ``imresize(img, output_shape)`` of HxW or HxWxC:
+    uint8 gives uint8 (rounded and clipped per pass); float gives the same dtype, not clipped."""
     arr = np.asarray(img)
     if arr.ndim not in (2, 3):
         raise ValueError(f"expected HxW or HxWxC array, got shape {arr.shape}")
@@ -91,17 +83,13 @@ def imresize(img, scale: float | None = None, output_shape=None) -> np.ndarray:
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop the bottom/right of an HxW[xC] image so H and W are multiples of ``scale``,
-    so that HR and its x``scale`` LR line up exactly."""
+    """Crop the bottom/right of an HxW[xC] image to multiples of ``scale``, so HR and LR align."""
     h, w = img.shape[:2]
     return img[: h - h % scale, : w - w % scale]
 
 
 def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cropped HR, LR): modcrop to ``scale``, then MATLAB bicubic x1/scale.
-
-    The single place that defines how LR inputs are made, so training data and evaluation
-    cannot drift apart. Both are uint8 for uint8 input.
-    """
+    """(cropped HR, LR): modcrop to ``scale``, then MATLAB bicubic x1/scale. The one place LR
+    inputs are made, so training data and evaluation cannot drift apart."""
     hr = modcrop(np.asarray(hr), scale)
     return hr, imresize(hr, 1.0 / scale)

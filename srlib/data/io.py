@@ -1,9 +1,8 @@
 """Image reading/writing with loud failures, and uint8 <-> float conversions.
 
-A truncated PNG that decodes to a half-grey image still yields a PSNR, just a wrong one, so
-reads verify the file and raise ``ImageReadError`` naming it; writes go to a temporary file
-and then ``os.replace``, so an interrupted run never leaves half a file behind.
-"""
+A truncated PNG that decodes to a half-grey image still yields a (wrong) PSNR, so reads verify
+the file and raise ``ImageReadError`` naming it; writes are atomic (temporary file, then
+``os.replace``), so an interrupted run never leaves half a file behind."""
 
 from __future__ import annotations
 
@@ -83,7 +82,6 @@ def atomic_path(path) -> Iterator[Path]:
 
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write a text file (a config, a manifest) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -91,8 +89,7 @@ def write_text_atomic(path, text: str) -> Path:
 
 def save_image(path, array) -> Path:
     """Write uint8 or float [0, 1] HxW / HxWx3 atomically; returns the path."""
-    path = Path(path)
-    arr = to_uint8(array)
+    path, arr = Path(path), to_uint8(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
@@ -118,11 +115,9 @@ def list_images(folder) -> list[Path]:
 
 
 def to_uint8(x) -> np.ndarray:
-    """Float [0, 1] image -> uint8 HxW[x3] numpy (clamp, then round).
-
-    Takes numpy HxW / HxWxC, or a torch tensor CxHxW / 1xCxHxW / HxW (channels moved last;
-    one channel gives HxW). uint8 input is returned as a numpy array unchanged.
-    """
+    """Float [0, 1] image -> uint8 HxW[x3] numpy (clamp, then round). Takes numpy HxW / HxWxC
+    or a torch tensor CxHxW / 1xCxHxW / HxW (channels last; one channel gives HxW); uint8 input
+    is returned as a numpy array unchanged."""
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
         if t.dim() == 4:
@@ -141,10 +136,8 @@ def to_uint8(x) -> np.ndarray:
 
 
 def to_float_tensor(img) -> torch.Tensor:
-    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1] (HxW -> 1xHxW).
-
-    Float input is taken to be in [0, 1] already and is not rescaled.
-    """
+    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1] (HxW -> 1xHxW); float input
+    is taken to be in [0, 1] already and is not rescaled."""
     arr = np.asarray(img)
     arr = arr[..., None] if arr.ndim == 2 else arr
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))

@@ -1,11 +1,7 @@
-"""Cut large HR images (DIV2K, Flickr2K) into sub-images with their x`scale` LR, once.
-
-Decoding a 2K PNG to take one 96x96 patch makes training I/O-bound, so (as BasicSR's
-`extract_subimages.py` does) each HR image is cut once into overlapping crops, and each
-crop's LR is made offline with the same MATLAB bicubic as evaluation (`make_lr`). It is
-resumable: every crop is written atomically, a re-run cuts only the images whose crops are
-not all on disk, and `manifest.json`, written last, records what the folder holds.
-"""
+"""Cut large HR images (DIV2K, Flickr2K) once into overlapping sub-images with their x`scale`
+LR (`make_lr`, as evaluation), as BasicSR's `extract_subimages.py` does: decoding a 2K PNG per
+96x96 patch makes training I/O-bound. Resumable: crops are written atomically, a re-run cuts
+only images whose crops are not all on disk; `manifest.json`, written last, says what is there."""
 
 from __future__ import annotations
 
@@ -36,9 +32,9 @@ LR_METHOD = "matlab_bicubic_replicate"  # recorded: a folder made another way is
 
 
 def crop_positions(length: int, crop_size: int, step: int, thresh_size: int = 0) -> list[int]:
-    """Top (or left) offsets of the crops along one side, BasicSR's convention:
-    range(0, length - crop_size + 1, step), plus a last crop flush with the far edge when the
-    strip it would otherwise miss is wider than `thresh_size`. A short side gives no crop."""
+    """Crop offsets along one side, BasicSR's convention: range(0, length - crop_size + 1, step),
+    plus a last crop flush with the far edge when the strip it would otherwise miss is wider
+    than `thresh_size`. A short side gives no crop."""
     if length < crop_size:
         return []
     positions = list(range(0, length - crop_size + 1, step))
@@ -87,12 +83,9 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
                       out_dir: str | os.PathLike, crop_size: int = 480, step: int = 240,
                       thresh_size: int = 0, scale: int = 4, workers: int | None = None,
                       progress: bool = True) -> Path:
-    """Cut every image of `hr_folders` (one or several) into `out_dir/HR` and `LR_x<scale>`.
-
-    Crops are named `<stem>_sNNN.png`. A re-run of a finished folder writes nothing; one
-    after an interruption cuts only the images not finished. A corrupt image raises
-    ImageReadError naming it.
-    """
+    """Cut every image of `hr_folders` (one or several) into `out_dir/HR` and `LR_x<scale>` as
+    `<stem>_sNNN.png`. A re-run of a finished folder writes nothing; one after an interruption
+    cuts only the images not finished. A corrupt image raises ImageReadError naming it."""
     if crop_size % scale:
         raise ValueError(f"crop_size {crop_size} must be a multiple of scale {scale}")
     if isinstance(hr_folders, (str, os.PathLike)):
@@ -142,12 +135,9 @@ def prepare_dataset(name: str, root: str | os.PathLike = "data", crop_size: int 
                     step: int = 240, thresh_size: int = 0, scale: int = 4,
                     workers: int | None = None, mirror: str | None = None,
                     timeout: float = 30, progress: bool = True) -> Path:
-    """Fetch a catalogued dataset and cut it into `root/<name>/HR` and `LR_x<scale>`.
-
-    "df2k" puts DIV2K train and Flickr2K into one folder (their file names differ).
-    Archives placed by hand in `root/downloads/` are used without a download; `mirror` is
-    a base URL to download the archives from instead of their official sites.
-    """
+    """Fetch a catalogued dataset and cut it into `root/<name>/HR` and `LR_x<scale>` ("df2k":
+    DIV2K train and Flickr2K in one folder). Archives placed by hand in `root/downloads/` are
+    used as they are; `mirror` is a base URL to download the archives from instead."""
     folders = fetch_dataset(name, root, mirror=mirror, timeout=timeout, progress=progress)
     return prepare_subimages(folders, Path(root) / name.lower(), crop_size, step, thresh_size,
                              scale, workers, progress)

@@ -1,10 +1,7 @@
-"""Batches as a pure function of (seed, iteration), so a resumed run sees the same data.
-
-Each iteration's batch is a list of ``(index, sample_seed)`` pairs: indices walk through a
-per-epoch permutation, and ``sample_seed`` drives that item's crop and augmentation. Nothing
-depends on the worker count or on earlier batches, so resume-after-SIGKILL reproduces the
-uninterrupted run exactly.
-"""
+"""Batches as a pure function of (seed, iteration), so a resumed run sees the same data: a batch
+is a list of ``(index, sample_seed)`` pairs, indices walking a per-epoch permutation and
+``sample_seed`` driving that item's crop and augmentation. Nothing depends on the worker count
+or on earlier batches, so resume-after-SIGKILL reproduces the uninterrupted run exactly."""
 from __future__ import annotations
 
 import torch
@@ -14,32 +11,23 @@ _MIX = 1_000_003
 
 
 class IterationBatchSampler(Sampler):
-    """Yields batches for iterations ``start, start+1, ..., total-1``.
-
-    With several processes (DDP) each rank takes every ``world_size``-th item of the global
-    batch, so the ranks together see exactly the single-process batch.
-    """
+    """Yields batches for iterations ``start .. total-1``. Under DDP each rank takes every
+    ``world_size``-th item of the global batch: together they see the single-process batch."""
 
     def __init__(self, num_items: int, batch_size: int, seed: int, total: int, start: int = 0,
                  shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        if num_items < 1:
-            raise ValueError("the training set is empty")
         self.n, self.batch, self.seed = num_items, batch_size, seed
         self.total, self.start, self.shuffle = total, start, shuffle
         self.rank, self.world = rank, world_size
-        self._perm_epoch, self._perm = -1, None
+        self._perm_epoch, self._perm = -1, torch.arange(num_items)  # kept when not shuffling
 
     def __len__(self) -> int:
         return max(0, self.total - self.start)
 
     def _order(self, epoch: int) -> torch.Tensor:
-        if epoch != self._perm_epoch:
-            if self.shuffle:
-                gen = torch.Generator().manual_seed(self.seed * _MIX + epoch)
-                self._perm = torch.randperm(self.n, generator=gen)
-            else:
-                self._perm = torch.arange(self.n)
-            self._perm_epoch = epoch
+        if self.shuffle and epoch != self._perm_epoch:
+            gen = torch.Generator().manual_seed(self.seed * _MIX + epoch)
+            self._perm_epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
         return self._perm
 
     def batch_for(self, iteration: int) -> list[tuple[int, int]]:
@@ -72,9 +60,8 @@ class SeededItems(Dataset):
 
 def make_batches(dataset: Dataset, params, seed: int, total: int, start: int = 0, rank: int = 0,
                  world_size: int = 1, device_batches=None):
-    """This rank's batches for iterations ``start .. total-1``: a DataLoader over ``dataset``
-    (``params`` is the config's ``dataset.params``), or batches cut on the device by a
-    :class:`srlib.data.device_batches.DeviceBatches` from the same ``(index, seed)`` items."""
+    """This rank's batches for iterations ``start .. total-1`` (``params``: the config's
+    ``dataset.params``): a DataLoader over ``dataset``, or ``device_batches.batch`` of the items."""
     sampler = IterationBatchSampler(len(dataset), params.batch_size, seed, total, start=start,
                                     shuffle=params.shuffle, rank=rank, world_size=world_size)
     if device_batches is not None:

@@ -1,8 +1,5 @@
-"""Load BasicSR `MSRResNet` checkpoints into srlib's MSRResNet.
-
-srlib keeps BasicSR's module names, so only older (mmsr / ESRGAN-repo) files need renaming:
-they call the body `recon_trunk` and conv_hr `HRconv`.
-"""
+"""Load BasicSR `MSRResNet` checkpoints into srlib's MSRResNet, which keeps BasicSR's module
+names: only older (mmsr / ESRGAN-repo) files need renaming (`recon_trunk`, `HRconv`)."""
 
 import os
 import re
@@ -37,11 +34,8 @@ def infer_msrresnet_config(sd: dict) -> dict:
 
 def load_basicsr_msrresnet(state_dict_or_path, param_key: str | None = None) -> dict:
     """Return a state dict for srlib's MSRResNet from a BasicSR state dict, checkpoint or file.
-
-    Without `param_key`, BasicSR's 'params_ema' (the EMA weights its releases recommend) is
-    preferred to 'params'. Unknown keys, missing keys and shape mismatches raise ValueError,
-    so a wrong file fails loudly instead of loading half a model.
-    """
+    Without `param_key`, 'params_ema' (the EMA weights BasicSR recommends) beats 'params'.
+    Unknown or missing keys and shape mismatches raise ValueError: no half-loaded model."""
     obj = state_dict_or_path
     if isinstance(obj, (str, os.PathLike)):  # weights_only: a checkpoint must not run code
         obj = torch.load(obj, map_location="cpu", weights_only=True)

@@ -5,11 +5,8 @@ from torch import nn
 
 
 class Discriminator(nn.Module):
-    """HR patch (N, C, input_size, input_size) -> real/fake logit (N, 1).
-
-    No sigmoid: the GAN loss applies it (BCE-with-logits is numerically safer).
-    The dense head fixes the patch size, so `input_size` must equal the HR patch size.
-    """
+    """HR patch (N, C, input_size, input_size) -> real/fake logit (N, 1); no sigmoid (the loss
+    applies it: BCE-with-logits is safer). The dense head fixes the patch size to `input_size`."""
 
     def __init__(self, in_channels: int = 3, num_feat: int = 64, input_size: int = 96):
         super().__init__()
@@ -19,8 +16,7 @@ class Discriminator(nn.Module):
         self.input_size = input_size
         layers = [nn.Conv2d(in_channels, num_feat, 3, padding=1), nn.LeakyReLU(0.2)]
         cin = num_feat
-        # width doubles every other layer; stride 2 whenever the width stays the same;
-        # no conv bias: BatchNorm's shift makes it redundant
+        # width doubles every other layer, stride 2 when it stays; no conv bias before BatchNorm
         for cout in [num_feat, 2 * num_feat, 2 * num_feat, 4 * num_feat,
                      4 * num_feat, 8 * num_feat, 8 * num_feat]:
             layers += [nn.Conv2d(cin, cout, 3, stride=2 if cout == cin else 1, padding=1,

@@ -1,8 +1,6 @@
-"""MSRResNet: SRResNet without BatchNorm, as in BasicSR (Wang et al., ESRGAN 2018).
-
-Module names match BasicSR's `MSRResNet`, so its state-dict keys map 1:1
-(conv_first, body.N.conv1/conv2, upconv1, upconv2, conv_hr, conv_last).
-"""
+"""MSRResNet: SRResNet without BatchNorm, as in BasicSR (Wang et al., ESRGAN 2018). Module names
+match BasicSR's `MSRResNet`, so its state-dict keys map 1:1 (conv_first, body.N.conv1/conv2,
+upconv1, upconv2, conv_hr, conv_last)."""
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +22,8 @@ class ResidualBlockNoBN(nn.Module):
 
 
 class MSRResNet(nn.Module):
-    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps).
-
-    The network predicts a residual on top of bilinear upsampling of the input.
-    """
+    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps), as a
+    residual on top of bilinear upsampling of the input."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
                  num_block: int = 16, scale: int = 4):
@@ -43,9 +39,8 @@ class MSRResNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, padding=1)
         self.conv_last = nn.Conv2d(num_feat, out_channels, 3, padding=1)
         self.lrelu = nn.LeakyReLU(0.1)
-        # BasicSR's default_init_weights: Kaiming-normal x 0.1, zero bias, on every conv.
-        # Each residual branch starts near zero, so the net starts close to its skip paths
-        # (identity body, bilinear image) and trains stably without BN.
+        # BasicSR's default_init_weights (Kaiming-normal x 0.1, zero bias): each residual branch
+        # starts near zero, so the net starts close to its skip paths and trains stably without BN
         with torch.no_grad():
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):

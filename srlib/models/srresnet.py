@@ -1,5 +1,4 @@
-"""SRResNet, the generator of SRGAN (Ledig et al. 2017, "Photo-Realistic Single
-Image Super-Resolution Using a Generative Adversarial Network")."""
+"""SRResNet, the generator of SRGAN (Ledig et al. 2017)."""
 
 from collections.abc import Sequence
 
@@ -28,13 +27,10 @@ class ResidualBlockBN(nn.Module):
 
 
 class SRResNet(nn.Module):
-    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps).
-
-    PReLU uses one shared slope per layer (PyTorch's default), so each costs 1 parameter.
-    The last conv's bias starts at `output_mean` (None: PyTorch's default): nothing else
-    shifts the output, and Adam moves a bias by about one learning rate per step, so from 0
-    it would take ~900 steps at lr 5e-4 to stop producing too-dark images.
-    """
+    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps). PReLU has
+    one shared slope per layer. The last conv's bias starts at `output_mean` (None: PyTorch's
+    default): nothing else shifts the output, and Adam moves a bias by about one learning rate
+    per step, so from 0 it would take ~900 steps at lr 5e-4 to stop producing too-dark images."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
                  num_block: int = 16, scale: int = 4,
@@ -62,7 +58,6 @@ class SRResNet(nn.Module):
         feat = self.head(x)
         # long skip: the body only has to learn a correction to the head's features
         feat = self.upsample(feat + self.body_tail(self.body(feat)))
-        # the image itself in fp32 even under bf16 autocast, whose step near 1.0 is 2^-8,
-        # about one grey level: the losses compare pixels finer than that
+        # the image in fp32 even under bf16 autocast, whose step near 1.0 (2^-8) is a grey level
         with torch.autocast(feat.device.type, enabled=False):
             return self.tail(feat.float())

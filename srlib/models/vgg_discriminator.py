@@ -1,10 +1,7 @@
-"""BasicSR's VGG-style discriminator (ESRGAN, BasicSR's MSRGAN recipe), with BasicSR's module
-names (``conv0_0``, ``bn0_1``, ..., ``linear1``, ``linear2``) so that its weights load as they are.
-
-Each stage is a 3x3 conv and a 4x4 stride-2 conv, halving the patch until it is 4x4; a small
-dense head (100 units) gives one logit. It is lighter than the SRGAN paper's discriminator,
-whose first dense layer alone takes most of that one's parameters.
-"""
+"""BasicSR's VGG-style discriminator (ESRGAN, MSRGAN), with its module names (``conv0_0``,
+``bn0_1``, ..., ``linear2``) so that its weights load as they are. Each stage is a 3x3 conv and
+a 4x4 stride-2 conv, halving the patch down to 4x4; a 100-unit dense head gives one logit, far
+lighter than the SRGAN discriminator's first dense layer."""
 import math
 
 import torch
