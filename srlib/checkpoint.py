@@ -1,10 +1,8 @@
-"""What a run leaves in its logdir, written so that a crash loses nothing.
+"""What a run leaves in its logdir, written so that a crash loses nothing, and generator files.
 
-``last.pt`` / ``best.pt`` hold state dicts only (never pickled objects), so they load with
-``torch.load(weights_only=True)``: safe to open from strangers, and independent of class names
-that may change. A file appears under its final name only once it is complete. The functions
-taking ``run`` read and write the fields of ``srlib.build.Run``; only rank 0 writes.
-"""
+Checkpoints hold state dicts only, so they load with ``torch.load(weights_only=True)``: safe
+to open from strangers. A file appears under its final name only once it is complete. The
+functions taking ``run`` use the fields of ``srlib.build.Run``; only rank 0 writes."""
 from __future__ import annotations
 
 import json

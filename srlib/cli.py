@@ -1,8 +1,5 @@
 """``srlib train | eval | upscale | export | prepare``: the command line over the library.
-
-Errors a person can fix (bad config, missing file, offline download) end with one line on
-stderr and exit code 2, never a traceback.
-"""
+Errors a person can fix end with one line on stderr and exit code 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
@@ -43,14 +40,14 @@ def _train(args) -> None:
 def _eval(args) -> None:
     model = load_generator(args.checkpoint, pick_device(args.device)) if args.checkpoint else None
     for folder in args.data:
+        tables = []
         if args.bicubic:
-            rows = bicubic_baseline(folder, scale=args.scale)
-            print(format_table(rows + [summarize(rows)],
-                               title=f"{Path(folder).name}: bicubic x{args.scale}"))
+            tables.append((f"bicubic x{args.scale}", bicubic_baseline(folder, args.scale)))
         if model is not None:
             rows = score_model(model, build.eval_dataset("folder", folder, model.scale))
-            print(format_table(rows + [summarize(rows)],
-                               title=f"{Path(folder).name}: {Path(args.checkpoint).name}"))
+            tables.append((Path(args.checkpoint).name, rows))
+        for what, rows in tables:
+            print(format_table(rows + [summarize(rows)], title=f"{Path(folder).name}: {what}"))
         print()
 
 

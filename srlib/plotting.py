@@ -1,11 +1,7 @@
-"""Figures for the notebooks: training curves, image comparisons with zoomed crops, the
-sub-pixel (PixelShuffle) picture, training patches, colour shifts, perception vs distortion.
-
-Each function draws numbers computed elsewhere (a run's ``metrics.jsonl``,
-:func:`srlib.analysis.benchmark`) and returns the matplotlib Figure. Image figures are drawn
-pixel by pixel (nearest neighbour) at ``IMAGE_DPI``, with zoomed crops sized so that every
-image pixel covers ``ZOOM`` x ``ZOOM`` pixels of the PNG: SR methods differ in single pixels.
-"""
+"""Figures for the notebooks, each drawn from numbers computed elsewhere (``metrics.jsonl``,
+:func:`srlib.analysis.benchmark`) and returned as a matplotlib Figure. Images are drawn pixel
+by pixel (nearest) at ``IMAGE_DPI``, zoomed crops so that every image pixel covers ``ZOOM`` x
+``ZOOM`` pixels of the PNG: SR methods differ in single pixels."""
 from __future__ import annotations
 
 import json
@@ -54,10 +50,8 @@ def load_metrics(logdir: str | Path) -> dict[str, list[dict]]:
         raise FileNotFoundError(f"no metrics.jsonl in {logdir}: has this run been trained?")
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
                if line.strip()]
-    start = 0
-    for i in range(1, len(records)):
-        if records[i]["iteration"] < records[i - 1]["iteration"]:
-            start = i
+    start = max((i for i in range(1, len(records))
+                 if records[i]["iteration"] < records[i - 1]["iteration"]), default=0)
     out: dict[str, list[dict]] = {"train": [], "val": [], "note": []}
     for record in records[start:]:
         out.setdefault(record["kind"], []).append(record)
@@ -71,9 +65,7 @@ def _plot(ax, records: Sequence[Mapping], key: str, style: str = "-", label: str
 
 def _finish(ax, ylabel: str, log: bool = False) -> None:
     """Labels, grid and legend; the x axis starts at iteration 0 (the first validation)."""
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(ylabel)
-    ax.set_xlim(left=0)
+    ax.set(xlabel="iteration", ylabel=ylabel, xlim=(0, None))
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
@@ -125,14 +117,22 @@ def plot_gan_curves(metrics: Mapping, weights: Mapping[str, float],
 
 # --------------------------------------------------------------------------- images
 
-def _show(ax, img, title: str = "") -> None:
+def _show(ax, img, title: str = "", vmax: float = 255):
     img = np.asarray(img)
-    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
-              interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
+    shown = ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=vmax,
+                      interpolation="nearest")
+    ax.set(xticks=[], yticks=[], title=title)
+    return shown
+
+
+def _inset(ax, img, box: Box) -> None:
+    """A yellow-framed inset in the lower right of ``ax``: the ``box`` of ``img``, enlarged."""
+    top, left, h, w = box
+    inset = ax.inset_axes([1 - INSET, 0.0, INSET, INSET])
+    _show(inset, img)
+    inset.set(xlim=(left - 0.5, left + w - 0.5), ylim=(top + h - 0.5, top - 0.5))
+    inset.spines[:].set(edgecolor="yellow", linewidth=1.5)
+    ax.indicate_inset_zoom(inset, edgecolor="yellow", alpha=0.9)
 
 
 def detail_box(img: np.ndarray, size: int = 48, stride: int = 8) -> Box:
@@ -155,6 +155,12 @@ def detail_box(img: np.ndarray, size: int = 48, stride: int = 8) -> Box:
     return box
 
 
+def zoom_box(img: np.ndarray, panel: float = 3.0) -> Box:
+    """The most detailed window of ``img`` an inset of a ``panel``-inch panel shows at ``ZOOM``."""
+    h, w = np.shape(img)[:2]
+    return detail_box(img, int(INSET * panel * IMAGE_DPI * min(h, w) / max(h, w) / ZOOM))
+
+
 def benchmark_grid(bench_set: Mapping, methods: Sequence[str], names: Sequence[str],
                    panel: float = 3.0):
     """Rows = images, columns = methods of one :func:`srlib.analysis.benchmark` set, with
@@ -163,37 +169,35 @@ def benchmark_grid(bench_set: Mapping, methods: Sequence[str], names: Sequence[s
     fig, axes = plt.subplots(len(names), len(methods), squeeze=False, dpi=IMAGE_DPI,
                              figsize=(panel * len(methods), panel * len(names)))
     for r, name in enumerate(names):
-        hr = bench_set["HR"]["images"][name]
-        inset_pixels = INSET * panel * IMAGE_DPI * min(hr.shape[:2]) / max(hr.shape[:2])
-        top, left, h, w = detail_box(hr, int(inset_pixels / ZOOM))
+        box = zoom_box(bench_set["HR"]["images"][name], panel)
         for c, method in enumerate(methods):
             ax, img = axes[r, c], bench_set[method]["images"][name]
             scores = [row for row in bench_set[method].get("rows", []) if row["name"] == name]
             _show(ax, img, method + "".join(f"\n{s['psnr_y']:.2f} dB / {s['ssim_y']:.3f}"
                                             for s in scores))
-            inset = ax.inset_axes([1 - INSET, 0.0, INSET, INSET])
-            _show(inset, img)
-            inset.set_xlim(left - 0.5, left + w - 0.5)
-            inset.set_ylim(top + h - 0.5, top - 0.5)
-            for spine in inset.spines.values():
-                spine.set_edgecolor("yellow")
-                spine.set_linewidth(1.5)
-            ax.indicate_inset_zoom(inset, edgecolor="yellow", alpha=0.9)
+            _inset(ax, img, box)
         axes[r, 0].set_ylabel(name)
     fig.tight_layout()
     return fig
 
 
-def image_row(images: Mapping[str, np.ndarray], box: Box | None = None, panel: float = 3.0):
-    """uint8 images side by side under their titles; with ``box``, only that crop, drawn
-    pixel by pixel."""
+def image_row(images: Mapping[str, np.ndarray], box: Box | None = None,
+              zoom: Box | None = None, panel: float = 3.0):
+    """Images side by side under their titles, drawn pixel by pixel: uint8 ones on 0-255, any
+    other 2-D array (a difference map) in grey from 0 to its maximum, with a colour bar. With
+    ``box``, only that crop is drawn; with ``zoom``, an inset enlarges that window."""
     fig, axes = plt.subplots(1, len(images), figsize=(panel * len(images), panel),
                              squeeze=False, dpi=IMAGE_DPI)
     for ax, (title, img) in zip(axes[0], images.items()):
+        img = np.asarray(img)
         if box is not None:
             top, left, h, w = box
-            img = np.asarray(img)[top:top + h, left:left + w]
-        _show(ax, img, title)
+            img = img[top:top + h, left:left + w]
+        shown = _show(ax, img, title, 255 if img.dtype == np.uint8 else max(img.max(), 1))
+        if img.dtype != np.uint8:
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label="grey levels")
+        if zoom is not None:
+            _inset(ax, img, zoom)
     fig.tight_layout()
     return fig
 
@@ -210,12 +214,9 @@ def patch_grid(pairs: Sequence[tuple[np.ndarray, np.ndarray]], panel: float = 1.
 
 
 def pixel_shuffle_figure(factor: int = 2, size: int = 3):
-    """What ``nn.PixelShuffle(factor)`` does, drawn from a real tensor.
-
-    The input has factor^2 channels of ``size`` x ``size``; every value is labelled by its
-    channel (a letter and a colour) and position. The output is one channel whose
-    factor x factor blocks each gather the same position from all the input channels.
-    """
+    """What ``nn.PixelShuffle(factor)`` does, drawn from a real tensor: factor^2 channels of
+    ``size`` x ``size``, each value labelled by its channel (letter, colour) and position, become
+    one channel whose factor x factor blocks each gather one position from every channel."""
     channels = factor * factor
     position = torch.arange(size * size).view(size, size)
     x = torch.stack([c * 100 + position for c in range(channels)])[None].float()
@@ -232,11 +233,8 @@ def pixel_shuffle_figure(factor: int = 2, size: int = 3):
                                        edgecolor="white", alpha=0.75))
                 ax.text(j + 0.5, n - 0.5 - i, f"{letters[v // 100]}{v % 100 + 1}",
                         ha="center", va="center", fontsize=8)
-        ax.set_xlim(0, n)
-        ax.set_ylim(0, n)
-        ax.set_aspect("equal")
+        ax.set(xlim=(0, n), ylim=(0, n), aspect="equal", title=title)
         ax.set_axis_off()
-        ax.set_title(title)
 
     fig = plt.figure(figsize=(2.0 * channels + 4.5, 3.2))
     spec = fig.add_gridspec(1, channels + 2, width_ratios=[1] * channels + [0.45, 2.2])
@@ -265,10 +263,9 @@ def colour_shift_bars(shifts: Mapping[str, Mapping[str, float]], title: str = ""
                0.8 / 3, color=colour, label=channel)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(methods)), methods)
-    ax.set_ylabel("mean SR - HR (0-255)")
+    ax.set(ylabel="mean SR - HR (0-255)", title=title)
     ax.legend(ncol=3)
     ax.grid(alpha=0.3, axis="y")
-    ax.set_title(title)
     fig.tight_layout()
     return fig
 

@@ -1,10 +1,8 @@
 """Training: build everything from the config in order, then one loop you can read at once.
 
-Read :func:`train` first, then the step its solver names: :func:`standard_step` (pixel and
-perceptual losses, one optimiser) or :func:`gan_step` (generator, then discriminator). The
-networks are in ``srlib/models/`` and the losses in ``srlib/losses.py``. What the loop adds
-around a step is what makes a long run safe to leave alone: an EMA copy of the weights,
-losses read back once per log window and checked for NaN before anything is scored or saved,
+Read :func:`train`, :func:`fit`, then the step the config's solver names: :func:`standard_step`
+or :func:`gan_step`; the networks are in ``srlib/models/``, the losses in ``srlib/losses.py``.
+The rest makes a long run safe to leave alone: losses checked for NaN before anything is saved,
 atomic checkpoints that resume exactly after a kill, and the same decisions on every DDP rank.
 """
 from __future__ import annotations
