@@ -1,5 +1,6 @@
 """srlib.analysis: numbers on synthetic inputs with known answers."""
 import json
+import os
 import sys
 
 import numpy as np
@@ -86,21 +87,44 @@ def test_load_runs_picks_best_or_last_and_explains_the_missing(tmp_path):
     write_checkpoint(tmp_path / "runs/g/last.pt", gan_model)  # a GAN by last.pt
     gan = {"solver": "gan", "loss_fn": [{"name": "l1"}, {"name": "adversarial", "weight": 1e-3}],
            "generator_path": "runs/a/best.pt"}
+    write_checkpoint(tmp_path / "runs/n/last.pt", gan_model)
     configs = {"A": write_config(tmp_path, "a", logdir="runs/a"),
                "G": write_config(tmp_path, "g", logdir="runs/g", **gan),
                "M": write_config(tmp_path, "m", logdir="runs/m"),
-               "no start": write_config(tmp_path, "n", logdir="runs/n",
-                                        **dict(gan, generator_path="runs/nothing.pt")),
+               # the weights a GAN started from may be gone: its own run still counts
+               "gone": write_config(tmp_path, "n", logdir="runs/n",
+                                    **dict(gan, generator_path="runs/nothing.pt")),
+               "broken": tmp_path / "configs" / "missing.json",
                "skipped": None}
     models, notes = analysis.load_runs(configs, device="cpu")
-    assert list(models) == ["A", "G"]
+    assert list(models) == ["A", "G", "gone"]
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(models["A"](x), std(x))
         assert torch.equal(models["G"](x), gan_model(x))
+        assert torch.equal(models["gone"](x), gan_model(x))
     assert len(notes) == 2
     assert notes[0].startswith("M: no run at") and "runs/m/best.pt" in notes[0]
-    assert notes[1].startswith("no start: left out") and "nothing.pt" in notes[1]
+    assert notes[1].startswith("broken: left out") and "missing.json" in notes[1]
+
+
+def test_load_runs_looks_in_run_dir_by_the_logdir_name(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    moved, original = MSRResNet(num_feat=4, num_block=1), MSRResNet(num_feat=4, num_block=1)
+    write_checkpoint(tmp_path / "runs/quick/a/best.pt", original)
+    write_checkpoint(tmp_path / "elsewhere/a/best.pt", moved)
+    configs = {"A": write_config(tmp_path, "a", logdir="runs/quick/a"),
+               "B": write_config(tmp_path, "b", logdir="runs/quick/b")}
+    monkeypatch.chdir(tmp_path)
+    models, notes = analysis.load_runs(configs, device="cpu", run_dir="elsewhere")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert list(models) == ["A"] and torch.equal(models["A"](x), moved(x))
+    assert notes == [f"B: no run at {os.path.join('elsewhere', 'b', 'best.pt')} (train it with "
+                     f"`srlib train --config {configs['B']}` or its notebook); left out"]
+    models, _ = analysis.load_runs(configs, device="cpu", run_dir="")  # "": each logdir
+    with torch.no_grad():
+        assert torch.equal(models["A"](x), original(x))
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -131,11 +155,31 @@ def test_results_table_puts_this_repo_before_the_published_rows(bench):
     rows = analysis.results_table(bench[0], "Set5", source="test")
     assert [(r["method"], r["source"]) for r in rows[:2]] == [("Bicubic", "test"), ("tiny", "test")]
     assert rows[0]["psnr_y"] == bench[0]["Set5"]["Bicubic"]["mean"]["psnr_y"]
-    published = {r["method"]: r for r in rows[2:]}
-    assert set(published) == {"Bicubic", "SRResNet-MSE", "SRGAN-VGG54", "MSRResNet"}
-    assert published["SRResNet-MSE"]["psnr_y"] == 32.05
-    assert published["MSRResNet"]["psnr_y"] is None  # BasicSR reports RGB only
+    published = {(r["method"], r["source"].split(",")[0]): r for r in rows[2:]}
+    assert len(published) == len(rows) - 2 == 6  # one row per method and source
+    assert {m for m, _ in published} == {"Bicubic", "SRResNet-MSE", "SRGAN-VGG54", "MSRResNet",
+                                         "MSRGAN"}
+    ledig = "SRGAN paper (Ledig et al. 2017)"
+    assert published["Bicubic", ledig]["psnr_y"] == 28.43
+    assert published["Bicubic", ledig]["ssim_y"] == 0.8211
+    assert published["SRResNet-MSE", ledig]["psnr_y"] == 32.05
+    msrresnet = published["MSRResNet", "BasicSR docs/ModelZoo.md: 001_MSRResNet_x4_f64b16_DIV2K_"
+                          "1000k_B16G1_wandb (RGB)"]
+    assert msrresnet["psnr_y"] is None and msrresnet["ssim_y"] is None  # BasicSR: RGB only
+    assert (msrresnet["psnr_rgb"], msrresnet["ssim_rgb"]) == (30.2468, 0.8651)
     assert all(set(r) == set(analysis.TABLE_COLUMNS) for r in rows)
+
+
+def test_published_rows_are_complete_and_plausible():
+    seen = set()
+    for row in analysis.PUBLISHED:
+        key = (row["method"], row["dataset"], row["source"])
+        assert key not in seen and row["dataset"] in ("Set5", "Set14") and row["source"]
+        seen.add(key)
+        channel = "y" if "psnr_y" in row else "rgb"
+        assert 24 < row[f"psnr_{channel}"] < 33 and 0.6 < row[f"ssim_{channel}"] < 0.95
+    for method, source in {(m, s) for m, _, s in seen}:  # every source gives both test sets
+        assert {d for m, d, s in seen if (m, s) == (method, source)} == {"Set5", "Set14"}
 
 
 # --------------------------------------------------------------------------- perception

@@ -135,6 +135,34 @@ def test_image_row_crops_and_patch_grid():
     assert fig.axes[0].get_title() == "LR 8x8" and fig.axes[3].get_title() == "HR 32x32"
 
 
+def test_image_row_draws_difference_maps_on_their_own_scale_with_a_colour_bar():
+    lr = _img(64, 64)
+    difference = np.abs(lr.astype(int) - _img(64, 64, seed=1)).max(axis=2) // 20  # 0..12
+    fig = plotting.image_row({"image": lr, "difference": difference}, zoom=(8, 8, 16, 16),
+                             panel=3.5)
+    ax_img, ax_diff, colour_bar = fig.axes
+    assert [ax.get_title() for ax in (ax_img, ax_diff)] == ["image", "difference"]
+    assert ax_img.get_images()[0].get_clim() == (0, 255)
+    shown = ax_diff.get_images()[0]
+    assert shown.get_clim() == (0, difference.max()) and shown.get_cmap().name == "gray"
+    assert colour_bar.get_ylabel() == "grey levels"
+    assert all(len(ax.child_axes) == 1 for ax in (ax_img, ax_diff))  # the zoom insets
+    assert ax_diff.child_axes[0].get_xlim() == (7.5, 23.5)
+    fig.canvas.draw()
+    for ax in (ax_img, ax_diff):  # every LR pixel is a visible block, even beside the bar
+        assert ax.get_window_extent().width / 64 >= plotting.ZOOM
+    flat = plotting.image_row({"no difference": np.zeros((8, 8), int)})
+    assert flat.axes[0].get_images()[0].get_clim() == (0, 1)
+
+
+def test_zoom_box_fits_an_inset_at_zoom_pixels_per_pixel():
+    img = np.full((200, 300), 128, np.uint8)
+    img[100:140, 200:240] = _img(40, 40)[..., 0]
+    top, left, h, w = plotting.zoom_box(img, panel=3.0)
+    assert h == w == int(plotting.INSET * 3.0 * plotting.IMAGE_DPI * 200 / 300 / plotting.ZOOM)
+    assert 100 - 8 <= top <= 140 and 200 - 8 <= left <= 240
+
+
 def test_pixel_shuffle_figure_follows_pixel_shuffle():
     fig = plotting.pixel_shuffle_figure(factor=2, size=3)
     assert len(fig.axes) == 4 + 1 + 1
