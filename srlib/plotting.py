@@ -10,8 +10,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from matplotlib.patches import Rectangle
 
 from srlib.data.io import atomic_path
 
@@ -209,45 +207,6 @@ def patch_grid(pairs: Sequence[tuple[np.ndarray, np.ndarray]], panel: float = 1.
     for c, (lr, hr) in enumerate(pairs):
         _show(axes[0, c], lr, f"LR {lr.shape[1]}x{lr.shape[0]}")
         _show(axes[1, c], hr, f"HR {hr.shape[1]}x{hr.shape[0]}")
-    fig.tight_layout()
-    return fig
-
-
-def pixel_shuffle_figure(factor: int = 2, size: int = 3):
-    """What ``nn.PixelShuffle(factor)`` does, drawn from a real tensor: factor^2 channels of
-    ``size`` x ``size``, each value labelled by its channel (letter, colour) and position, become
-    one channel whose factor x factor blocks each gather one position from every channel."""
-    channels = factor * factor
-    position = torch.arange(size * size).view(size, size)
-    x = torch.stack([c * 100 + position for c in range(channels)])[None].float()
-    y = torch.nn.PixelShuffle(factor)(x)[0, 0].long()
-    colours = plt.get_cmap("tab10")(np.arange(channels))
-    letters = "ABCDEFGHIJKLMNOP"
-
-    def grid(ax, values, title):
-        n = values.shape[0]
-        for i in range(n):
-            for j in range(n):
-                v = int(values[i, j])
-                ax.add_patch(Rectangle((j, n - 1 - i), 1, 1, facecolor=colours[v // 100],
-                                       edgecolor="white", alpha=0.75))
-                ax.text(j + 0.5, n - 0.5 - i, f"{letters[v // 100]}{v % 100 + 1}",
-                        ha="center", va="center", fontsize=8)
-        ax.set(xlim=(0, n), ylim=(0, n), aspect="equal", title=title)
-        ax.set_axis_off()
-
-    fig = plt.figure(figsize=(2.0 * channels + 4.5, 3.2))
-    spec = fig.add_gridspec(1, channels + 2, width_ratios=[1] * channels + [0.45, 2.2])
-    for c in range(channels):
-        grid(fig.add_subplot(spec[0, c]), x[0, c].long(), f"input channel {letters[c]}")
-    arrow = fig.add_subplot(spec[0, channels])
-    arrow.annotate("", xy=(1, 0.5), xytext=(0, 0.5), arrowprops={"arrowstyle": "->", "lw": 2})
-    arrow.text(0.5, 0.6, f"PixelShuffle({factor})", ha="center", fontsize=8)
-    arrow.set_axis_off()
-    grid(fig.add_subplot(spec[0, channels + 1]), y,
-         f"output: 1 x {factor * size} x {factor * size}")
-    fig.suptitle(f"(1, {channels}, {size}, {size}) -> (1, 1, {factor * size}, {factor * size}): "
-                 "channels become sub-pixel positions", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -163,18 +163,6 @@ def test_zoom_box_fits_an_inset_at_zoom_pixels_per_pixel():
     assert 100 - 8 <= top <= 140 and 200 - 8 <= left <= 240
 
 
-def test_pixel_shuffle_figure_follows_pixel_shuffle():
-    fig = plotting.pixel_shuffle_figure(factor=2, size=3)
-    assert len(fig.axes) == 4 + 1 + 1
-    out = fig.axes[-1]
-    labels = {(round(t.get_position()[0] - 0.5), round(5.5 - t.get_position()[1])): t.get_text()
-              for t in out.texts}
-    # output (row, col) = input channel (row % 2) * 2 + (col % 2) at position (row // 2, col // 2)
-    assert labels[(0, 0)] == "A1" and labels[(1, 0)] == "B1"  # keys are (x, y)
-    assert labels[(0, 1)] == "C1" and labels[(1, 1)] == "D1"
-    assert labels[(5, 5)] == "D9"
-
-
 def test_colour_bars_draw_each_shift():
     shifts = {"Bicubic": {"R": 0.0, "G": 0.1, "B": -0.1}, "SRGAN": {"R": 5.0, "G": -2, "B": 1}}
     fig = plotting.colour_shift_bars(shifts, title="t")
