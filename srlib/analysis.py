@@ -1,10 +1,6 @@
-"""The measuring the notebooks share: training-data summaries, finding and loading trained
-runs, scoring them over benchmark sets beside the published numbers, perception vs distortion.
-
-Each function returns plain numbers or rows (one dict per table line, printed with
-:func:`srlib.evaluate.format_table`). Experiments that are the lesson of a notebook cell are
-written out in that notebook instead; figures live in :mod:`srlib.plotting`.
-"""
+"""What the notebooks measure alike: training-data summaries, trained runs found and loaded,
+scored over benchmark sets beside the published numbers; plain numbers and rows (one dict per
+table line). An experiment that is a notebook cell's lesson is written out in that cell."""
 from __future__ import annotations
 
 import csv
@@ -201,20 +197,3 @@ def load_lpips(device: str = "cpu"):
             return chw.to(device) / 127.5 - 1
         return float(net(as_input(sr), as_input(hr)))
     return distance, None
-
-
-def perception_distortion(bench: Mapping, dataset: str, lpips_fn=None) -> list[dict]:
-    """One row per method: mean Y-PSNR (distortion) beside the mean detail ratio and, given
-    ``lpips_fn``, the mean LPIPS (perception)."""
-    hr = bench[dataset]["HR"]["images"]
-    rows = []
-    for label, entry in bench[dataset].items():
-        if "mean" not in entry:
-            continue
-        pairs = [(entry["images"][name], hr[name]) for name in hr]
-        row = {"method": label, "psnr_y": entry["mean"]["psnr_y"],
-               "detail_ratio": float(np.mean([high_frequency_ratio(s, h) for s, h in pairs]))}
-        if lpips_fn is not None:
-            row["lpips"] = float(np.mean([lpips_fn(s, h) for s, h in pairs]))
-        rows.append(row)
-    return rows

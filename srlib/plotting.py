@@ -227,29 +227,3 @@ def colour_shift_bars(shifts: Mapping[str, Mapping[str, float]], title: str = ""
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
-
-
-def perception_distortion_plot(rows: Sequence[Mapping]):
-    """Each method of :func:`srlib.analysis.perception_distortion` as a point: Y-PSNR
-    (distortion, x) against LPIPS when every row has it, else the detail ratio, labelled as
-    the stand-in it is (1 = as much fine detail as HR)."""
-    key = "lpips" if all("lpips" in r for r in rows) else "detail_ratio"
-    fig, ax = plt.subplots(figsize=(5.4, 3.8))
-    for r in rows:
-        ax.scatter(r["psnr_y"], r[key], s=40)
-        ax.annotate(r["method"], (r["psnr_y"], r[key]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    if key == "lpips":
-        ax.set_ylabel("LPIPS (AlexNet), lower = better")
-    else:
-        ax.axhline(1.0, color="gray", ls="--", lw=1, label="HR has ratio 1")
-        ax.legend(loc="best", fontsize=8)
-        ax.set_ylabel("detail ratio: Laplacian energy SR / HR\n(stand-in, not LPIPS)")
-    ax.set_xlabel("Y-PSNR (dB), higher = less distortion")
-    ax.grid(alpha=0.3)
-    xs = [r["psnr_y"] for r in rows]
-    if xs:
-        pad = max(0.3, 0.1 * (max(xs) - min(xs)))
-        ax.set_xlim(min(xs) - pad, max(xs) + 3 * pad)
-    fig.tight_layout()
-    return fig

@@ -194,20 +194,6 @@ def test_high_frequency_ratio():
     assert analysis.high_frequency_ratio(flat, hr[..., 0]) == 0.0
 
 
-def test_perception_distortion_rows(bench):
-    fake_lpips = lambda sr, hr: float(np.abs(sr.astype(float) - hr).mean())
-    rows = analysis.perception_distortion(bench[0], "Set5", fake_lpips)
-    assert [r["method"] for r in rows] == ["Bicubic", "tiny"]
-    s = bench[0]["Set5"]
-    assert rows[1]["psnr_y"] == s["tiny"]["mean"]["psnr_y"]
-    expected = np.mean([analysis.high_frequency_ratio(s["tiny"]["images"][n], s["HR"]["images"][n])
-                        for n in ("a", "b")])
-    assert rows[1]["detail_ratio"] == pytest.approx(expected)
-    assert rows[0]["lpips"] == pytest.approx(np.mean(
-        [fake_lpips(s["Bicubic"]["images"][n], s["HR"]["images"][n]) for n in ("a", "b")]))
-    assert "lpips" not in analysis.perception_distortion(bench[0], "Set5")[0]
-
-
 def test_load_lpips_explains_a_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "lpips", None)  # import lpips -> ImportError
     fn, reason = analysis.load_lpips()

@@ -57,9 +57,6 @@ def test_half_precision_upscale_stays_close_to_fp32(device, precision):
 
 
 def test_precision_auto_is_fp32_on_cpu_and_unknown_names_are_refused():
-    from srlib.inference import resolve_precision
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
     model = MSRResNet(num_feat=8, num_block=1).eval()
     lr = torch.rand(1, 3, 16, 16)
     assert torch.equal(upscale(model, lr, precision="auto"), upscale(model, lr))

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from srlib.inference import load_generator
 from srlib.models import Discriminator, MSRResNet, SRResNet, count_parameters
-from srlib.models.basicsr import load_basicsr_msrresnet, msrresnet_from_basicsr
+from srlib.models.basicsr import load_basicsr_msrresnet
 
 
 def conv(cin, cout, k, bias=True):
@@ -247,10 +248,16 @@ def basicsr_forward(sd, x, num_block=2):
     return out + F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
 
 
-def test_basicsr_checkpoint_maps_every_tensor():
+def from_basicsr(state: dict, tmp_path) -> torch.nn.Module:
+    """A BasicSR file loaded the way a user loads it (srlib eval/upscale, load_generator)."""
+    torch.save(state, tmp_path / "net_g.pth")
+    return load_generator(tmp_path / "net_g.pth")
+
+
+def test_basicsr_checkpoint_maps_every_tensor(tmp_path):
     src = fake_basicsr()
     ckpt = {"params": {"module." + k: v for k, v in src.items()}}
-    model = msrresnet_from_basicsr(ckpt)
+    model = from_basicsr(ckpt, tmp_path)
     assert (model.scale, len(model.body), model.conv_first.out_channels) == (4, 2, 8)
     ours = model.state_dict()
     assert set(ours) == set(src)
@@ -270,7 +277,7 @@ def test_basicsr_prefers_ema_and_loads_from_file(tmp_path):
     assert torch.equal(chosen["conv_last.weight"], plain["conv_last.weight"])
 
 
-def test_basicsr_legacy_names():
+def test_basicsr_legacy_names(tmp_path):
     src = fake_basicsr()
     legacy = {}
     for k, v in src.items():
@@ -279,16 +286,16 @@ def test_basicsr_legacy_names():
                 k = old + k[len(new):]
         legacy[k] = v
     assert "recon_trunk.1.conv2.weight" in legacy and "HRconv.bias" in legacy
-    model = msrresnet_from_basicsr(legacy)
+    model = from_basicsr(legacy, tmp_path)
     x = torch.rand(1, 3, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(model(x), basicsr_forward(src, x))
 
 
 @pytest.mark.parametrize("scale", [2, 3])
-def test_basicsr_infers_scale(scale):
+def test_basicsr_infers_scale(scale, tmp_path):
     src = MSRResNet(num_feat=8, num_block=3, scale=scale).state_dict()  # same names as BasicSR
-    model = msrresnet_from_basicsr(src)
+    model = from_basicsr(src, tmp_path)
     assert model.scale == scale and len(model.body) == 3
     assert model(torch.rand(1, 3, 4, 4)).shape == (1, 3, 4 * scale, 4 * scale)
 

@@ -2,14 +2,14 @@
 
 from torch import nn
 
-from .basicsr import load_basicsr_msrresnet, msrresnet_from_basicsr
+from .basicsr import load_basicsr_msrresnet
 from .discriminator import Discriminator
 from .msrresnet import MSRResNet
 from .srresnet import SRResNet
 from .vgg_discriminator import VGGStyleDiscriminator
 
 __all__ = ["Discriminator", "MSRResNet", "SRResNet", "VGGStyleDiscriminator", "count_parameters",
-           "load_basicsr_msrresnet", "msrresnet_from_basicsr"]
+           "load_basicsr_msrresnet"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

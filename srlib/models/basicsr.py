@@ -60,11 +60,3 @@ def load_basicsr_msrresnet(state_dict_or_path, param_key: str | None = None) -> 
     if bad:
         raise ValueError(f"shape mismatches for MSRResNet({cfg}): {bad}")
     return sd
-
-
-def msrresnet_from_basicsr(state_dict_or_path, param_key: str | None = None) -> MSRResNet:
-    """Build a right-sized MSRResNet and load BasicSR weights into it strictly."""
-    sd = load_basicsr_msrresnet(state_dict_or_path, param_key)
-    model = MSRResNet(**infer_msrresnet_config(sd))
-    model.load_state_dict(sd, strict=True)
-    return model
