@@ -126,9 +126,9 @@ def model(cfg: Config) -> torch.nn.Module:
 
 
 def discriminator(cfg: Config) -> torch.nn.Module:
-    d = cfg.discriminator
-    params = {"input_size": cfg.patch_size, **d.params}
-    return _call(DISCRIMINATORS[d.name], "discriminator.params", **params)
+    d = cfg.discriminator  # it judges HR patches: its input size is the patch size
+    return _call(DISCRIMINATORS[d.name], "discriminator.params",
+                 **{"input_size": cfg.patch_size, **d.params})
 
 
 def optimizer(opt_cfg, parameters, key: str = "optimizer") -> torch.optim.Optimizer:
@@ -169,9 +169,7 @@ def train_dataset(cfg: Config) -> PairedPatchDataset:
     if TRAIN_DATASETS[d.name] == "prepared" and not (Path(d.root) / "HR").is_dir():
         raise FileNotFoundError(
             f'dataset "{d.name}": no prepared sub-images in {d.root} (expected {d.root}/HR and '
-            f"{d.root}/LR_x{cfg.scale}). Run `srlib prepare {d.name} --root "
-            f"{Path(d.root).parent}` first; it downloads the archives (or uses ones you placed "
-            "in data/downloads/).")
+            f"LR_x{cfg.scale}): run `srlib prepare {d.name} --root {Path(d.root).parent}` first")
     # on_device decodes straight into device memory: no second decoded copy in host RAM
     return PairedPatchDataset(d.root, patch_size=cfg.patch_size, scale=cfg.scale,
                               cache=d.cache and not d.on_device, skip_corrupt=d.skip_corrupt)

@@ -1,14 +1,10 @@
 """Scoring as papers do it: the bicubic baseline, a model over a benchmark set, and tables.
 
-The bicubic baseline is the project's calibration check: if it does not reproduce the
-literature (Set5 x4 28.42 dB, Set14 x4 25.99-26.00 dB Y-PSNR), resizing or scoring is off and
-no model number can be trusted.
-
-Protocol (EDSR-style, MATLAB semantics): RGB HR is modcropped, shrunk and re-enlarged in
-uint8, then scored on rounded Y. It gives Set5 28.416 / 0.8101 and Set14 25.990 / 0.7023
-(PSNR_Y / SSIM_Y). SRCNN's older protocol resizes the Y channel alone in float and gives
-28.421 / 0.8104 and 26.000 / 0.7019; the papers' bicubic rows mostly come from that one,
-which is why the two differ in the third decimal.
+The bicubic baseline is the calibration check: if it does not reproduce the literature (Set5
+x4 28.42 dB, Set14 25.99-26.00 dB Y-PSNR), resizing or scoring is off and no model number can
+be trusted. RGB HR is modcropped, shrunk and re-enlarged in uint8 (MATLAB's semantics), then
+scored on rounded Y: Set5 28.418 / 0.8101, Set14 25.993 / 0.7023 (PSNR / SSIM). SRCNN's older
+protocol resizes the Y channel alone, in float, which is why papers differ in the third decimal.
 """
 from __future__ import annotations
 
