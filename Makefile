@@ -33,7 +33,7 @@ demo: $(VENV)/.srlib-notebooks
 test: $(VENV)/.srlib-dev
 	$(PY) -m ruff check srlib tests benchmarks
 	bash scripts/install_browser_test_deps.sh
-	$(PY) -m pytest tests notebooks --nbval --nbval-current-env
+	SRLIB_RUN_DIR=$$(mktemp -d) $(PY) -m pytest tests notebooks --nbval --nbval-current-env
 
 # Re-execute the committed notebooks in place (quick path), so their outputs match the code.
 notebooks: $(VENV)/.srlib-notebooks

@@ -141,8 +141,8 @@ def claim_logdir(cfg: Config, overwrite: bool = False, is_main: bool = True) -> 
                 f'key "logdir": {logdir} holds a finished run ({state["iteration"]} '
                 "iterations); set another logdir to keep it, or pass --overwrite "
                 "(train(..., overwrite=True)) to replace it")
-        print(f"resuming the unfinished run in {logdir} from iteration {state['iteration']}",
-              flush=True)
+        print(f"resuming the unfinished run in {os.path.relpath(logdir)} from iteration "
+              f"{state['iteration']}", flush=True)
         return replace(cfg, checkpoint=str(last))
     if cfg.checkpoint is None and is_main:  # a fresh start: nothing of an earlier run stays
         for name in RUN_FILES:

@@ -93,8 +93,8 @@ def plot_training_curves(metrics: Mapping, bicubic_psnr: float | None = None, ti
 def plot_gan_curves(metrics: Mapping, weights: Mapping[str, float],
                     bicubic_psnr: float | None = None):
     """GAN training: D(real) and D(fake); each loss term of ``weights`` (``{name: weight}``,
-    the config's ``loss_fn``) as weight x value, the share it has in G's loss, beside that
-    total; validation Y-PSNR. Terms with weight 0 add nothing to G's loss and are left out."""
+    the config's ``loss_fn``) as weight x value, as it enters G's loss, beside their sum (the
+    logged ``loss``); validation Y-PSNR. Terms of weight 0 add nothing and are left out."""
     fig, (ax_d, ax_terms, ax_val) = plt.subplots(1, 3, figsize=(13, 3.4))
     _plot(ax_d, metrics["train"], "d_real", label="D(real HR)")
     _plot(ax_d, metrics["train"], "d_fake", label="D(SR)")
