@@ -27,31 +27,22 @@ def notebook_style() -> None:
 
 def save(fig, path: str | Path) -> Path:
     """Write ``fig`` as the notebook shows it (its own dpi), tightly cropped, atomically."""
-    path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi="figure",
-                    bbox_inches="tight")
-    return path
+        fig.savefig(tmp, format=Path(path).suffix[1:] or "png", dpi="figure", bbox_inches="tight")
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- training curves
 
 def load_metrics(logdir: str | Path) -> dict[str, list[dict]]:
-    """The latest run's ``metrics.jsonl`` records by kind: ``{"train", "val", "note"}``.
-
-    Training a config again from scratch appends to the same file, so the records are cut
-    where the iteration count goes back and only the last run is kept (a resumed run
-    continues the count and stays whole).
-    """
+    """A run's ``metrics.jsonl`` records by kind: ``{"train", "val", "note"}`` (one run per
+    file: a fresh start in a logdir clears it, a resumed run continues it)."""
     path = Path(logdir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {logdir}: has this run been trained?")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    start = max((i for i in range(1, len(records))
-                 if records[i]["iteration"] < records[i - 1]["iteration"]), default=0)
     out: dict[str, list[dict]] = {"train": [], "val": [], "note": []}
-    for record in records[start:]:
+    for line in filter(str.strip, path.read_text(encoding="utf-8").splitlines()):
+        record = json.loads(line)
         out.setdefault(record["kind"], []).append(record)
     return out
 

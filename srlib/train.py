@@ -215,8 +215,7 @@ def _settle(run: Run, window: list[dict]) -> None:
 
 
 def _log_window(run: Run, window: list[dict], seconds: float, bar, deadline: float) -> None:
-    """One line in metrics.jsonl (and TensorBoard); without a bar, a status line for a
-    person or a papermill log, about 20 in a run."""
+    """A line in metrics.jsonl (and TensorBoard); without a bar, now and then a status line."""
     keys = list(window[0])
     means = [sum(w[k] for w in window) / len(window) for k in keys]
     # Each rank saw its share of the batch: log the whole batch's figures (their mean).

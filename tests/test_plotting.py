@@ -42,17 +42,6 @@ def test_load_metrics_groups_by_kind(logdir):
         plotting.load_metrics(logdir / "nothing")
 
 
-def test_load_metrics_keeps_only_the_latest_run(logdir):
-    path = logdir / "metrics.jsonl"
-    again = [{"kind": "note", "iteration": 0, "text": "second run"},
-             {"kind": "train", "iteration": 10, "loss": 0.5},
-             {"kind": "val", "iteration": 10, "psnr_y": 29.0}]
-    path.write_text(path.read_text() + "".join(json.dumps(r) + "\n" for r in again))
-    m = plotting.load_metrics(logdir)
-    assert [len(m[k]) for k in ("train", "val", "note")] == [1, 1, 1]
-    assert m["note"][0]["text"] == "second run"
-
-
 def test_training_curves_start_at_iteration_0(logdir):
     m = plotting.load_metrics(logdir)
     fig = plotting.plot_training_curves(m, bicubic_psnr=28.42, title="MSRResNet, 32 channels")
