@@ -1,11 +1,6 @@
 """Scoring as papers do it: the bicubic baseline, a model over a benchmark set, and tables.
-
-The bicubic baseline is the calibration check: if it does not reproduce the literature (Set5
-x4 28.42 dB, Set14 25.99-26.00 dB Y-PSNR), resizing or scoring is off and no model number can
-be trusted. RGB HR is modcropped, shrunk and re-enlarged in uint8 (MATLAB's semantics), then
-scored on rounded Y: Set5 28.418 / 0.8101, Set14 25.993 / 0.7023 (PSNR / SSIM). SRCNN's older
-protocol resizes the Y channel alone, in float, which is why papers differ in the third decimal.
-"""
+The baseline is the calibration check (Set5 x4 28.42 dB, Set14 25.99 Y-PSNR in the literature;
+28.418 and 25.993 here): if it is off, resizing or scoring is wrong and no model number holds."""
 from __future__ import annotations
 
 import math
@@ -14,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from srlib.data.datasets import BenchmarkDataset, gray_from_rgb
-from srlib.data.imresize import imresize, make_lr
-from srlib.data.io import list_images, load_image, to_uint8
+from srlib.data.datasets import BenchmarkDataset, gray_from_rgb, scorable_pair
+from srlib.data.imresize import imresize
+from srlib.data.io import list_images, to_uint8
 from srlib.inference import upscale
 from srlib.metrics import METRICS, score_pair
 
@@ -30,7 +25,7 @@ def bicubic_baseline(hr_folder, scale: int = 4, border: int | None = None,
     border = scale if border is None else border
     rows = []
     for path in list_images(hr_folder)[:max_images]:
-        hr, lr = make_lr(load_image(path), scale)
+        hr, lr = scorable_pair(path, scale)
         rows.append({"name": Path(path).stem, **score_pair(imresize(lr, float(scale)), hr, border)})
     return rows
 

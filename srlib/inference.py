@@ -1,10 +1,7 @@
-"""Use a trained generator: load it from a checkpoint, upscale images (tiled when large).
-
-Tiling: the LR image is cut into ``tile`` x ``tile`` pieces that overlap by ``overlap``
-pixels; each piece is upscaled and only its centre (the part whose receptive field lay
-inside the piece) is kept. With an overlap at least the network's receptive radius the
-result equals the untiled one, with memory bounded by the tile size.
-"""
+"""Use a trained generator: load it, upscale images, in tiles when they are large: each
+``tile``-pixel piece overlaps its neighbours by ``overlap`` pixels and only its centre is kept,
+so with an overlap at least the network's receptive radius the result equals the untiled one,
+with memory bounded by the tile size."""
 from __future__ import annotations
 
 import contextlib

@@ -271,6 +271,5 @@ def describe(summary: dict, val_name: str = "validation") -> str:
     if "bicubic_psnr_y" in summary:
         lines.append(f"bicubic {val_name} Y-PSNR: {summary['bicubic_psnr_y']:.2f} dB "
                      f"(gain {summary['gain_db']:+.2f} dB)")
-    lines += [f"NOTE: {n}" for n in summary.get("notes", [])]
     lines.append(f"checkpoints and metrics.jsonl in {os.path.relpath(summary['logdir'])}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from srlib.config import LoaderParams
 from srlib.data.augment import dihedral
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset, gray_from_rgb
 from srlib.data.imresize import make_lr
-from srlib.data.io import ImageReadError, load_image
+from srlib.data.io import ImageReadError, load_image, save_image
 from srlib.data.sampler import make_batches
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -287,3 +287,15 @@ def test_gray_from_rgb_is_rounded_channel_mean():
     assert gray_from_rgb(rgb).tolist() == [[11, 255]]
     gray = np.zeros((2, 2), np.uint8)
     assert gray_from_rgb(gray) is gray
+
+
+def test_tiny_images_are_skipped_in_training_and_named_in_evaluation(tmp_path):
+    """1x1 to 12x12 images: training skips them with the one warning; scoring refuses in one
+    line that names the file (SSIM's window must fit inside the border)."""
+    for side in (1, 5, 12):
+        save_image(tmp_path / f"tiny{side}.png", np.full((side, side, 3), 128, np.uint8))
+    shutil.copy(SET5 / "bird.png", tmp_path / "bird.png")
+    with pytest.warns(UserWarning, match="skipped 3 image.*tiny1.png, tiny12.png, tiny5.png"):
+        assert len(PairedPatchDataset(tmp_path, patch_size=32)) == 1
+    with pytest.raises(ImageReadError, match="tiny1.png: 1x1 is too small to score at x4"):
+        BenchmarkDataset(tmp_path, scale=4)

@@ -55,16 +55,15 @@ class PairedPatchDataset(Dataset):
             lr_path = None if self.lr_dir is None else self.lr_dir / hr_path.name
             if lr_path is not None and not lr_path.is_file():
                 raise FileNotFoundError(f"no LR file {lr_path} for HR image {hr_path}")
-            try:
+            try:  # sizes from the headers first: a tiny image is skipped before it is resized
+                if min(self._lr_hw(hr_path, lr_path)) < self.lr_size:
+                    small.append(hr_path.name)
+                    continue
                 pair = self._load_pair(hr_path, lr_path) if cache else None
-                lr_hw = pair[1].shape[:2] if cache else self._lr_hw(hr_path, lr_path)
             except ImageReadError as err:
                 if not skip_corrupt:
                     raise
                 corrupt.append(str(err))
-                continue
-            if min(lr_hw) < self.lr_size:
-                small.append(hr_path.name)
                 continue
             self.paths.append((hr_path, lr_path))
             if pair is not None:
@@ -125,6 +124,16 @@ class PairedPatchDataset(Dataset):
                 "hr": to_float_tensor(dihedral(hr, *flips))}
 
 
+def scorable_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(modcropped HR, its LR) of an evaluation image, refusing in one line naming the file
+    one too small to score: SSIM's 11x11 window must fit inside the ``scale``-pixel border."""
+    hr = load_image(path)
+    if min(hr.shape[:2]) < 2 * scale + 11:
+        raise ImageReadError(path, f"{hr.shape[1]}x{hr.shape[0]} is too small to score at "
+                                   f"x{scale} (at least {2 * scale + 11} pixels a side)")
+    return make_lr(hr, scale)
+
+
 class BenchmarkDataset(Dataset):
     """Whole images for evaluation: modcropped HR and its bicubic LR, kept in memory. Items:
     {"name", "lr", "hr" (3-channel float CHW), "hr_uint8", "lr_uint8" (the file's channels, for
@@ -135,7 +144,7 @@ class BenchmarkDataset(Dataset):
         self.root, self.scale, self.name = Path(root), scale, name or Path(root).name
         self.items = []
         for path in list_images(self.root):
-            hr, lr = make_lr(load_image(path), scale)
+            hr, lr = scorable_pair(path, scale)
             self.items.append({"name": path.stem, "lr": to_float_tensor(as_rgb(lr)),
                                "hr": to_float_tensor(as_rgb(hr)), "hr_uint8": hr,
                                "lr_uint8": lr, "gray": hr.ndim == 2})

@@ -1,8 +1,6 @@
-"""The whole training set as uint8 on the training device, with batches cut there: a CPU loader
-that decodes, crops and copies 16 patches per step can fall behind a few-millisecond GPU step.
-Every pair is uploaded once (DIV2K's 32,592 480x480 sub-images and LR: about 23.9 GB). Batches
-equal the CPU loader's bit for bit (the same ``draw_patch_params`` under the item's seed), so
-exact resume and the DDP batch split work unchanged."""
+"""The training set as uint8 on the training device (DIV2K's sub-images: about 23.9 GB), with
+batches cut there, since a CPU loader can fall behind a few-millisecond GPU step. Batches equal
+the CPU loader's bit for bit, so exact resume and the DDP batch split work unchanged."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
