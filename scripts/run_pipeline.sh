@@ -34,7 +34,7 @@ if [[ $outdir == "$root/notebooks" ]]; then  # in place: the configs' logdirs, t
     results=$root/results
 else
     train_params=(-p run_dir "$outdir")
-    where=(-p run_dir "$outdir")
+    where=(-p run_dir "$outdir" -p results_dir "$outdir/results")
     results=$outdir/results
 fi
 
@@ -75,7 +75,7 @@ for nb in "${notebooks[@]}"; do
     fi
     case $nb in
         02_train_msrresnet|03_train_srgan) params+=("${train_params[@]}") ;;
-        04_compare_results) params+=(${where[@]+"${where[@]}"} -p results_dir "$results") ;;
+        04_compare_results) params+=(${where[@]+"${where[@]}"}) ;;
     esac
     done_mark=$outdir/.$nb.done
     if [[ -e $done_mark ]]; then

@@ -52,7 +52,7 @@ class MSRResNet(nn.Module):
         out = self.lrelu(self.shuffle(self.upconv1(out)))
         if self.scale == 4:
             out = self.lrelu(self.shuffle(self.upconv2(out)))
-        out = self.lrelu(self.conv_hr(out))
+        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        # autocast runs the interpolation in fp32, so the sum (the image) is fp32 too
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        with torch.autocast(out.device.type, enabled=False):  # the image in fp32, as SRResNet
-            return self.conv_last(out.float()) + base.float()
+        return out + base
