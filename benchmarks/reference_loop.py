@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from srlib import registry
+from srlib import build
 
 
 def _sync(device: torch.device) -> None:
@@ -28,7 +28,7 @@ class ReferenceTrainer:
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
         memory = torch.channels_last if channels_last else torch.contiguous_format
-        model = registry.build_model(cfg).to(self.device)  # the same class srlib builds
+        model = build.model(cfg).to(self.device)  # the same class srlib builds
         self.model = model.to(memory_format=memory)
         # what a careful plain loop uses on a GPU: one fused kernel for the Adam update
         fused = {"fused": True} if self.device.type == "cuda" else {}
