@@ -114,7 +114,7 @@ def test_two_ranks_train_the_single_process_run_then_resume(tmp_path, single):
                                                      "metrics.jsonl"]  # one set, no tmp files
     assert len(events) <= 1  # rank 0 alone writes
     assert [r["iteration"] for r in _log(run)] == list(range(1, 9))  # rank 0 alone logs
-    assert [r["iteration"] for r in _log(run, "val")] == [4, 8]
+    assert [r["iteration"] for r in _log(run, "val")] == [0, 4, 8]  # untrained model first
     last, ref = _weights(run / "last.pt"), _weights(single[8] / "last.pt")
     assert last["iteration"] == 8
     _close(last["model"], ref["model"])
@@ -133,7 +133,7 @@ def test_two_ranks_train_the_single_process_run_then_resume(tmp_path, single):
                           log=tmp_path / "resume.log")
     assert code == 0, out[-3000:]
     assert [r["iteration"] for r in _log(run)] == list(range(1, 13))  # continued, no repeats
-    assert [r["iteration"] for r in _log(run, "val")] == [4, 8, 12]
+    assert [r["iteration"] for r in _log(run, "val")] == [0, 4, 8, 12]
     r0, r1 = _weights(dump / "rank0.pt"), _weights(dump / "rank1.pt")
     assert r0["iteration"] == r1["iteration"] == 12
     assert all(torch.equal(r0["model"][k], r1["model"][k]) for k in r0["model"])

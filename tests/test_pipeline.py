@@ -102,7 +102,7 @@ def test_full_configs_run_through_the_notebooks_at_toy_size(tmp_path):
                            run_dir=runs, min_gain_db=-99))
     assert "GPU settings: this run uses eager fp32" in out
     finish(papermill("03_train_srgan.ipynb", tmp_path / "03.ipynb", config=configs["srgan_x4"],
-                     run_dir=runs))
+                     run_dir=runs, check_claims=False))  # a 4-step GAN makes no claim true
     finish(papermill("04_compare_results.ipynb", tmp_path / "04.ipynb",
                      msrresnet_config=configs["msrresnet_x4"], srresnet_config=configs["srresnet_x4"],
                      srgan_config=configs["srgan_x4"], run_dir=runs, results_dir=results,
