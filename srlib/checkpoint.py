@@ -183,8 +183,9 @@ def _same_schedule(saved: dict, now: dict) -> None:
     """Refuse to resume with another optimiser or schedule: the restored optimiser and
     scheduler states would follow the old one (a cosine would climb back up)."""
     keys = ["optimizer", "scheduler", "discriminator"]
-    if now["scheduler"] or (now["discriminator"] or {}).get("scheduler"):
-        keys += ["iterations", "epochs"]  # a schedule's length comes from them
+    schedules = (now["scheduler"], (now["discriminator"] or {}).get("scheduler"))
+    if any(s and s["name"] != "reduce" for s in schedules):  # their length is the run's
+        keys += ["iterations", "epochs"]
     for key in keys:
         if saved.get(key) != now[key]:
             raise ConfigError(f'key "{key}": {json.dumps(now[key])} differs from the run being '
