@@ -18,8 +18,9 @@ from srlib.data.datasets import BenchmarkDataset
 from srlib.data.imresize import imresize
 from srlib.data.io import atomic_path, list_images
 from srlib.data.prepare import prepare_dataset
+from srlib.distributed import pick_device
 from srlib.evaluate import bicubic_baseline, score_model
-from srlib.inference import load_generator, pick_device, upscale_image
+from srlib.inference import load_generator, upscale_image
 from srlib.metrics import METRICS, rgb_to_y, summarize
 
 

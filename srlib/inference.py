@@ -13,7 +13,6 @@ import torch
 from srlib import build, checkpoint
 from srlib.data.datasets import gray_from_rgb
 from srlib.data.io import to_uint8
-from srlib.distributed import pick_device  # noqa: F401  (re-exported: where users look for it)
 
 
 def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = True):
