@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,32 +125,6 @@ def train_config(path: Path, logdir: Path, iterations: int, device: str = "cpu",
                  f"dataset.params.pin_memory={'true' if device == 'cuda' else 'false'}"]
     overrides += [f"{k}={json.dumps(v)}" for k, v in extra.items()]
     return config_mod.load(path, overrides)
-
-
-@contextlib.contextmanager
-def shared_datasets():
-    """Build each training set once per benchmark run (T91 with its bicubic LR takes seconds),
-    then hand the same object to every run."""
-    cache, original = {}, build.train_dataset
-
-    def cached(config):
-        d = config.dataset
-        key = (d.name, d.root, config.patch_size, config.scale, d.cache)
-        if key not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "skipped N images smaller than the patch"
-                start = time.perf_counter()
-                cache[key] = original(config)
-                print(f"  (built the {d.name} training set, HR patch {config.patch_size}: "
-                      f"{len(cache[key])} images in {time.perf_counter() - start:.1f} s; "
-                      "reused for every run below)", flush=True)
-        return cache[key]
-
-    build.train_dataset = cached
-    try:
-        yield
-    finally:
-        build.train_dataset = original
 
 
 @contextlib.contextmanager
@@ -629,7 +602,7 @@ def main(argv=None) -> int:
     rows: list = []
     started = time.perf_counter()
     wanted = {"train", "loader", "infer", "cuda"} if args.section == "all" else {args.section}
-    with tempfile.TemporaryDirectory(prefix="srlib-bench-") as tmp, shared_datasets():
+    with tempfile.TemporaryDirectory(prefix="srlib-bench-") as tmp:
         tmp = Path(tmp)
         if "train" in wanted:
             section_train(plan, tmp, results, rows)

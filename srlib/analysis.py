@@ -1,8 +1,6 @@
 """What the notebooks measure alike: training-data summaries, trained runs found and loaded,
 scored over benchmark sets beside the published numbers; plain numbers and rows (one dict per
 table line). An experiment that is a notebook cell's lesson is written out in that cell."""
-from __future__ import annotations
-
 import csv
 import os
 import warnings
@@ -11,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from srlib import config
 from srlib.data.datasets import BenchmarkDataset
 from srlib.data.imresize import imresize
-from srlib.data.io import atomic_path, list_images
+from srlib.data.io import atomic_path, image_size, list_images, to_float_tensor
 from srlib.data.prepare import prepare_dataset
 from srlib.distributed import pick_device
 from srlib.evaluate import bicubic_baseline, score_model
-from srlib.inference import load_generator, upscale_image
+from srlib.inference import load_generator
 from srlib.metrics import METRICS, rgb_to_y, summarize
 
 
@@ -65,23 +62,17 @@ def training_data(cfg: config.Config, prepare: bool = False) -> dict:
     """Count and sizes of a config's training images, and how many are smaller than one HR
     patch (the loader skips those). With ``prepare``, DIV2K/DF2K are fetched and cut first;
     the quick configs' T91 folder needs nothing."""
-    root = Path(cfg.dataset.root)
-    folder = root
-    if cfg.dataset.name in ("div2k", "df2k"):
-        if prepare:
-            prepare_dataset(cfg.dataset.name, root=root.parent, scale=cfg.scale)
-        folder = root / "HR"
+    root, prepared = Path(cfg.dataset.root), cfg.dataset.name in ("div2k", "df2k")
+    if prepared and prepare:
+        prepare_dataset(cfg.dataset.name, root=root.parent, scale=cfg.scale)
+    folder = root / "HR" if prepared else root
     if not folder.is_dir():
         return {"folder": os.path.relpath(folder), "images": 0,
                 "note": f"{cfg.dataset.name} is not prepared yet: run with prepare_full = True "
                         f"or `srlib prepare {cfg.dataset.name} --root {root.parent}`"}
-    sizes = []
-    for path in list_images(folder):
-        with Image.open(path) as image:  # reads the header only
-            sizes.append(image.size)
-    w, h = np.array(sizes).T
+    h, w = np.array([image_size(path) for path in list_images(folder)]).T  # headers only
     lr_patch = cfg.patch_size // cfg.scale
-    return {"folder": os.path.relpath(folder), "images": len(sizes),
+    return {"folder": os.path.relpath(folder), "images": len(h),
             "height (min, median, max)": (int(h.min()), int(np.median(h)), int(h.max())),
             "width (min, median, max)": (int(w.min()), int(np.median(w)), int(w.max())),
             "megapixels": round(float(np.sum(h * w)) / 1e6, 2),
@@ -92,13 +83,10 @@ def training_data(cfg: config.Config, prepare: bool = False) -> dict:
 def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto",
               run_dir: str | Path | None = None) -> tuple[dict[str, torch.nn.Module], list[str]]:
     """The generators of the configs whose run exists, and a note on each that does not.
-
-    A run is represented by ``best.pt`` (best validation Y-PSNR, on the held-aside set), a
-    GAN's by ``last.pt``: its goal is not PSNR, and its best-PSNR checkpoint is merely the one
-    that moved least from the generator it started from. With ``run_dir``, a run is looked for
-    in ``run_dir/<name of its config's logdir>`` instead of that logdir. A config set to
-    ``None`` is skipped; the weights a run started from need not exist any more.
-    """
+    A run's ``best.pt`` (best validation Y-PSNR) stands for it, a GAN's ``last.pt``: its goal is
+    not PSNR, and its best-PSNR checkpoint is merely the one that moved least from its start.
+    With ``run_dir``, runs are looked for in ``run_dir/<name of the config's logdir>``. A config
+    set to ``None`` is skipped; the weights a run started from need not exist any more."""
     device = pick_device(device)
     models, notes = {}, []
     for label, path in configs.items():
@@ -121,29 +109,22 @@ def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto",
 
 def benchmark(models: Mapping[str, torch.nn.Module], sets: Mapping[str, str | Path],
               scale: int = 4) -> dict:
-    """Bicubic and every model on every set, scored with the evaluation protocol.
-
-    Returns ``{set: {method: {"rows", "mean", "images"}}}``: per-image scores, their means and
-    the uint8 SR images as they would be saved (for figures and colour measurements), plus an
-    ``"HR"`` entry holding only images. Models run on their own device, in fp32.
-    """
+    """Bicubic and every model (on its own device, fp32) on every set, scored as evaluation
+    does: ``{set: {method: {"rows", "mean", "images"}}}``, per-image scores, their means and the
+    uint8 SR images as saved (for figures), plus an ``"HR"`` entry holding only images."""
     out = {}
     for set_name, root in sets.items():
         dataset = BenchmarkDataset(root, scale)
-        entries = {"HR": {"images": {it["name"]: it["hr_uint8"] for it in dataset.items}},
-                   "Bicubic": {"rows": bicubic_baseline(root, scale),
-                               "images": {it["name"]: imresize(it["lr_uint8"], float(scale))
-                                          for it in dataset.items}}}
+        scored = {"Bicubic": (bicubic_baseline(root, scale),  # method: (rows, images)
+                              {it["name"]: imresize(it["lr_uint8"], float(scale))
+                               for it in dataset.items})}
         for label, model in models.items():
             model.eval()
-            entries[label] = {
-                "rows": score_model(model, dataset),
-                "images": {it["name"]: upscale_image(model, it["lr_uint8"], scale, tile=None,
-                                                     precision="fp32") for it in dataset.items}}
-        for entry in entries.values():
-            if "rows" in entry:
-                entry["mean"] = summarize(entry["rows"])
-        out[set_name] = entries
+            images = {}
+            scored[label] = (score_model(model, dataset, keep=images), images)
+        out[set_name] = {"HR": {"images": {it["name"]: it["hr_uint8"] for it in dataset.items}}}
+        for label, (rows, images) in scored.items():
+            out[set_name][label] = {"rows": rows, "mean": summarize(rows), "images": images}
     return out
 
 
@@ -159,11 +140,9 @@ def results_table(bench: Mapping, dataset: str, source: str = "this repo",
 
 def high_frequency_ratio(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
     """Energy of the Laplacian of SR's Y over that of HR's Y (1 = as much fine detail as HR).
-
     A cheap, honest stand-in where LPIPS is missing: blurry (pixel-loss) outputs score well
     under 1, GAN outputs near 1 or above (when they invent more texture than there is). It
-    says nothing about whether the texture is right, which LPIPS would.
-    """
+    says nothing about whether the texture is right, which LPIPS would."""
     def energy(img):
         y = rgb_to_y(img) if img.ndim == 3 else img.astype(np.float64)
         y = y[border:-border, border:-border] if border else y
@@ -173,11 +152,8 @@ def high_frequency_ratio(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> flo
 
 
 def load_lpips(device: str = "cpu"):
-    """``(lpips_fn, None)`` when LPIPS (AlexNet) can be built, else ``(None, reason)``.
-
-    LPIPS needs the ``lpips`` package and torchvision's ImageNet AlexNet weights (downloaded on
-    first use); the reason says which of the two is missing, for the notebook to print.
-    """
+    """``(lpips_fn, None)`` when LPIPS (AlexNet) can be built, else ``(None, reason)``: which
+    of the ``lpips`` package and torchvision's ImageNet AlexNet weights is missing."""
     try:
         import lpips  # an optional package, not a dependency of srlib
     except ImportError:
@@ -193,8 +169,6 @@ def load_lpips(device: str = "cpu"):
     @torch.no_grad()
     def distance(sr: np.ndarray, hr: np.ndarray) -> float:
         def as_input(img):  # uint8 HxW[x3] -> 1x3xHxW in [-1, 1]
-            img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-            chw = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
-            return chw.to(device) / 127.5 - 1
+            return to_float_tensor(img).expand(3, -1, -1)[None].to(device) * 2 - 1
         return float(net(as_input(sr), as_input(hr)))
     return distance, None

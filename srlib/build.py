@@ -164,15 +164,16 @@ def adversarial(cfg: Config) -> tuple[float, AdversarialLoss]:
     return term.weight, loss_term(term, cfg, f"loss_fn[{i}]")
 
 
-def train_dataset(cfg: Config) -> PairedPatchDataset:
+def train_dataset(cfg: Config, dist: DistInfo, progress: bool = False) -> PairedPatchDataset:
     d = cfg.dataset
     if TRAIN_DATASETS[d.name] == "prepared" and not (Path(d.root) / "HR").is_dir():
         raise FileNotFoundError(
             f'dataset "{d.name}": no prepared sub-images in {d.root} (expected {d.root}/HR and '
             f"LR_x{cfg.scale}): run `srlib prepare {d.name} --root {Path(d.root).parent}` first")
-    # on_device decodes straight into device memory: no second decoded copy in host RAM
-    return PairedPatchDataset(d.root, patch_size=cfg.patch_size, scale=cfg.scale,
-                              cache=d.cache and not d.on_device, skip_corrupt=d.skip_corrupt)
+    with dist.host_leader_first():  # it decodes the set into the cache file the others map
+        return PairedPatchDataset(d.root, patch_size=cfg.patch_size, scale=cfg.scale,
+                                  cache=d.cache, skip_corrupt=d.skip_corrupt,
+                                  progress=progress and dist.is_main)
 
 
 def eval_dataset(name: str, root, scale: int = 4) -> BenchmarkDataset:
@@ -264,7 +265,7 @@ def run(cfg: Config, device: str | None = None, dist: DistInfo | None = None,
         notes.append(f"on {device.type}, compile={json.dumps(cfg.compile)} and precision="
                      f"{cfg.precision} are GPU settings: this run uses eager fp32")
     g_opt = optimizer(cfg.optimizer, g.parameters())
-    data = train_dataset(cfg)
+    data = train_dataset(cfg, dist, progress)
     total = cfg.iterations or (cfg.epochs * math.ceil(len(data) / batch)
                                if cfg.epochs else 10**9)  # else bounded by max_minutes only
     r = Run(cfg=cfg, dist=dist, device=device, model=g, net=net, optimizer=g_opt,

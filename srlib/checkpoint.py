@@ -1,10 +1,7 @@
 """What a run leaves in its logdir, written so that a crash loses nothing, and generator files.
-
 Checkpoints hold state dicts only, so they load with ``torch.load(weights_only=True)``: safe
 to open from strangers. A file appears under its final name only once it is complete. The
 functions taking ``run`` use the fields of ``srlib.build.Run``; only rank 0 writes."""
-from __future__ import annotations
-
 import json
 import os
 from dataclasses import asdict, replace
@@ -96,20 +93,17 @@ def load_weights(model, state_dict: dict, source) -> None:
 
 
 def _state(run, finished: bool) -> dict:
-    d = run.d
     return {
         "format": FORMAT, "iteration": run.iteration, "best_psnr": run.best_psnr,
-        "finished": finished,
-        "config": asdict(run.cfg), "model": run.model.state_dict(),
+        "finished": finished, "config": asdict(run.cfg), "model": run.model.state_dict(),
         "ema": run.ema.module.state_dict() if run.ema is not None else None,
         "ema_state": {"updates": run.ema.updates} if run.ema is not None else None,
-        "optimizer": run.optimizer.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
         "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
-        "scaler": run.scaler.state_dict(),
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        "extra": {} if d is None else {
-            "discriminator": d.state_dict(), "d_optimizer": run.d_optimizer.state_dict(),
+        "extra": {} if run.d is None else {
+            "discriminator": run.d.state_dict(), "d_optimizer": run.d_optimizer.state_dict(),
             "d_scheduler": run.d_scheduler.state_dict() if run.d_scheduler else None,
             "d_scaler": run.d_scaler.state_dict()},
     }
@@ -127,9 +121,6 @@ def save_run(run, name: str, finished: bool = False) -> None:
              logdir / "discriminator.pt")
 
 
-RUN_FILES = ("last.pt", "best.pt", "discriminator.pt", "metrics.jsonl", "config.json")
-
-
 def claim_logdir(cfg: Config, overwrite: bool = False, is_main: bool = True) -> Config:
     """A run never destroys another: an unfinished run in ``cfg.logdir`` is resumed (the
     returned config names its ``last.pt``), a finished one is refused unless ``overwrite``."""
@@ -137,15 +128,14 @@ def claim_logdir(cfg: Config, overwrite: bool = False, is_main: bool = True) -> 
     if cfg.checkpoint is None and last.exists() and not overwrite:
         state = load(last)
         if state.get("finished", True):
-            raise ConfigError(
-                f'key "logdir": {logdir} holds a finished run ({state["iteration"]} '
-                "iterations); set another logdir to keep it, or pass --overwrite "
-                "(train(..., overwrite=True)) to replace it")
+            raise ConfigError(f'key "logdir": {logdir} holds a finished run ({state["iteration"]} '
+                              "iterations); set another logdir to keep it, or pass --overwrite "
+                              "(train(..., overwrite=True)) to replace it")
         print(f"resuming the unfinished run in {os.path.relpath(logdir)} from iteration "
               f"{state['iteration']}", flush=True)
         return replace(cfg, checkpoint=str(last))
     if cfg.checkpoint is None and is_main:  # a fresh start: nothing of an earlier run stays
-        for name in RUN_FILES:
+        for name in ("last.pt", "best.pt", "discriminator.pt", "metrics.jsonl", "config.json"):
             (logdir / name).unlink(missing_ok=True)
     return cfg
 

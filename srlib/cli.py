@@ -1,7 +1,5 @@
 """``srlib train | eval | upscale | export | prepare``: the command line over the library.
 Errors a person can fix end with one line on stderr and exit code 2, never a traceback."""
-from __future__ import annotations
-
 import argparse
 import os
 import sys
@@ -38,6 +36,8 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
+    if not (args.bicubic or args.checkpoint):
+        raise config.ConfigError("srlib eval needs --bicubic and/or --checkpoint")
     model = load_generator(args.checkpoint, pick_device(args.device)) if args.checkpoint else None
     for folder in args.data:
         tables = []
@@ -54,9 +54,8 @@ def _eval(args) -> None:
 def _upscale_pairs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     """(input, output) for a file or a folder; refused, before any compute, when an output
     would replace an input or another output, or has no image format."""
-    if not src.is_dir():
-        pairs = [(src, dst)]
-    else:
+    pairs = [(src, dst)]
+    if src.is_dir():
         inputs = list_images(src)
         stems = [p.stem for p in inputs]  # a.jpg and a.png must not both write a_x4.png
         pairs = [(p, dst / (f"{p.stem}_x4.png" if stems.count(p.stem) == 1
@@ -136,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a trained generator: best.pt/last.pt, exported .safetensors, BasicSR .pth")
     p.add_argument("input", help="an image, or a folder of images")
     p.add_argument("output", help="the output image, or a folder for a folder input")
-    p.add_argument("--tile", type=_at_least(1), default=256,
-                   help="LR tile size (bounded memory)")
+    p.add_argument("--tile", type=_at_least(1), default=256, help="LR tile size (bounded memory)")
     p.add_argument("--overlap", type=_at_least(0), default=32,
                    help="LR pixels shared by neighbouring tiles")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
@@ -154,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["div2k", "df2k"], help="the training set")
     p.add_argument("--root", default="data", help="data folder (archives go to ROOT/downloads)")
     p.add_argument("--workers", type=_at_least(1), default=None,
-                   help="processes cutting sub-images (default: one per core)")
+                   help="processes cutting sub-images (default: one per core, at most 4)")
     p.add_argument("--mirror", metavar="URL",
                    help="fetch the archives from this base URL instead of their official hosts")
     p.set_defaults(run=_prepare)
@@ -163,9 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "eval" and not (args.bicubic or args.checkpoint):
-        print("error: srlib eval needs --bicubic and/or --checkpoint", file=sys.stderr)
-        return 2
     try:
         args.run(args)
     except KeyboardInterrupt:

@@ -1,9 +1,6 @@
 """JSON run configuration -> typed, validated dataclasses, and back; ``--set`` overrides.
-
 Every mistake is one :class:`ConfigError` naming the file, the key and what would be valid.
 The names of models, losses and the like are checked by ``srlib.build``, which owns them."""
-from __future__ import annotations
-
 import difflib
 import json
 import types

@@ -5,6 +5,8 @@ effective batch is ``batch_size`` whatever N is; only rank 0 logs, validates and
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -88,6 +90,16 @@ class DistInfo:
     def barrier(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.barrier()
+
+    @contextmanager
+    def host_leader_first(self) -> Iterator[None]:
+        """The block runs on each host's first process, then on the others: for work whose
+        result the processes of a host share, such as a cache file."""
+        if self.local_rank:
+            self.barrier()
+        yield
+        if not self.local_rank:
+            self.barrier()
 
     def close(self) -> None:
         if self.enabled and torch_dist.is_initialized():

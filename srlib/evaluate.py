@@ -1,8 +1,6 @@
 """Scoring as papers do it: the bicubic baseline, a model over a benchmark set, and tables.
 The baseline is the calibration check (Set5 x4 28.42 dB, Set14 25.99 Y-PSNR in the literature;
 28.418 and 25.993 here): if it is off, resizing or scoring is wrong and no model number holds."""
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,21 +16,20 @@ from srlib.metrics import METRICS, score_pair
 __all__ = ["bicubic_baseline", "format_table", "score_model"]
 
 
-def bicubic_baseline(hr_folder, scale: int = 4, border: int | None = None,
-                     max_images: int | None = None) -> list[dict]:
-    """One row of scores per image for plain bicubic upscaling of its LR (the first
-    ``max_images`` images, in file order, as validation takes them)."""
-    border = scale if border is None else border
+def bicubic_baseline(hr_folder, scale: int = 4, max_images: int | None = None) -> list[dict]:
+    """One row of scores per image (border = scale) for plain bicubic upscaling of its LR (the
+    first ``max_images`` images, in file order, as validation takes them)."""
     rows = []
     for path in list_images(hr_folder)[:max_images]:
         hr, lr = scorable_pair(path, scale)
-        rows.append({"name": Path(path).stem, **score_pair(imresize(lr, float(scale)), hr, border)})
+        rows.append({"name": Path(path).stem, **score_pair(imresize(lr, float(scale)), hr, scale)})
     return rows
 
 
 def score_model(model: torch.nn.Module, dataset: BenchmarkDataset,
-                max_images: int | None = None) -> list[dict]:
-    """One row of scores per image of ``model`` on a benchmark set (border = scale, fp32)."""
+                max_images: int | None = None, keep: dict | None = None) -> list[dict]:
+    """One row of scores per image of ``model`` on a benchmark set (border = scale, fp32);
+    ``keep`` receives each uint8 SR image by name, for figures."""
     was_training = model.training
     model.eval()
     try:
@@ -40,8 +37,9 @@ def score_model(model: torch.nn.Module, dataset: BenchmarkDataset,
         for item in dataset.items[:max_images]:
             sr = to_uint8(upscale(model, item["lr"], scale=dataset.scale))
             sr = gray_from_rgb(sr) if item["gray"] else sr
-            rows.append({"name": item["name"],
-                         **score_pair(sr, item["hr_uint8"], border=dataset.scale)})
+            rows.append({"name": item["name"], **score_pair(sr, item["hr_uint8"], dataset.scale)})
+            if keep is not None:
+                keep[item["name"]] = sr
         return rows
     finally:
         model.train(was_training)
@@ -50,17 +48,13 @@ def score_model(model: torch.nn.Module, dataset: BenchmarkDataset,
 def _cell(value, digits: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if isinstance(value, float):
-        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
-    return str(value)
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)  # inf: "inf"
 
 
 def format_table(rows: Sequence[Mapping], columns: Sequence[str] = ("name", *METRICS),
                  digits: Mapping | None = None, title: str = "") -> str:
-    """A plain-text table of ``rows`` (dicts); a missing value prints as ``-``.
-
-    ``digits`` maps a column to its decimals (default 4 for ``ssim*`` columns, 2 otherwise).
-    """
+    """A plain-text table of ``rows`` (dicts); a missing value prints as ``-``. ``digits`` maps
+    a column to its decimals (default 4 for ``ssim*`` columns, 2 otherwise)."""
     places = {c: (digits or {}).get(c, 4 if c.startswith("ssim") else 2) for c in columns}
     cells = [[_cell(r.get(c), places[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]

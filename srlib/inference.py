@@ -2,8 +2,6 @@
 ``tile``-pixel piece overlaps its neighbours by ``overlap`` pixels and only its centre is kept,
 so with an overlap at least the network's receptive radius the result equals the untiled one,
 with memory bounded by the tile size."""
-from __future__ import annotations
-
 import contextlib
 from pathlib import Path
 
@@ -14,34 +12,29 @@ from srlib import build, checkpoint
 from srlib.data.datasets import gray_from_rgb
 from srlib.data.io import to_uint8
 
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = True):
     """Rebuild a trained generator from an srlib checkpoint, an exported ``.safetensors`` file
     or BasicSR MSRResNet weights (see :func:`srlib.checkpoint.read_generator`)."""
     cfg, weights = checkpoint.read_generator(path, prefer_ema)
     if cfg is None:
-        raise checkpoint.CheckpointError(
-            f"{path}: a bare state dict (no config inside to rebuild the model); load it into "
-            "a model you build yourself")
+        raise checkpoint.CheckpointError(f"{path}: a bare state dict (no config inside to rebuild "
+                                         "the model); load it into a model you build yourself")
     model = build.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
     checkpoint.load_weights(model, weights, path)
     model.scale = cfg["scale"]
     return model.to(device).eval()
 
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 @torch.inference_mode()
 def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: int | None = None,
             overlap: int = 32, precision: str = "fp32") -> torch.Tensor:
-    """SR of an NCHW (or CHW) float batch in [0,1]; returns the same layout on the CPU,
-    float32, clamped to [0,1].
-
-    ``precision`` ``fp16``/``bf16`` runs the model under autocast (the weights stay float32);
-    ``auto`` is fp16 on a GPU (tensor cores, half the memory) and fp32 on a CPU, where half
-    precision is slower. Scoring keeps fp32, so published figures follow the protocol exactly.
-    """
+    """SR of an NCHW (or CHW) float batch in [0,1]: the same layout on the CPU, float32, clamped
+    to [0,1]. ``fp16``/``bf16`` run the model under autocast (the weights stay float32); ``auto``
+    is fp16 on a GPU (tensor cores, half the memory), fp32 on a CPU, where half precision is
+    slower. Scoring keeps fp32, so published figures follow the protocol exactly."""
     squeeze = lr.dim() == 3
     x = lr.unsqueeze(0) if squeeze else lr
     device = next(model.parameters()).device
@@ -74,8 +67,7 @@ def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: int 
 
 
 def upscale_image(model: torch.nn.Module, image: np.ndarray, scale: int = 4,
-                  tile: int | None = 256, overlap: int = 32,
-                  precision: str = "auto") -> np.ndarray:
+                  tile: int | None = 256, overlap: int = 32, precision: str = "auto") -> np.ndarray:
     """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind: the fast path
     (tiled, half precision on a GPU) that ``srlib upscale`` and the notebooks use."""
     gray = image.ndim == 2

@@ -1,9 +1,6 @@
 """Training losses: pixel (L1/MSE), VGG19 perceptual, adversarial, and their weighted sum.
 ``CombinedLoss`` sums the content losses (SR against HR); the adversarial loss needs the
 discriminator and its own optimiser step, so the GAN solver calls it directly."""
-
-from __future__ import annotations
-
 import hashlib
 import os
 import threading
@@ -105,7 +102,6 @@ def _load_vgg19(net: nn.Sequential, weights_dir, timeout: float, allow_random: b
 
 class PerceptualLoss(nn.Module):
     """Distance between frozen VGG19 features of SR and HR (SRGAN, Ledig et al. 2017).
-
     ``layer`` "vggIJ" is the J-th conv of block I; ``before_activation`` takes the conv output,
     not its ReLU (ESRGAN: denser features). ``rescale`` multiplies the features (1/12.75 brings
     VGG54 MSE to the scale of pixel MSE); ``input_range`` is folded into the ImageNet mean/std.

@@ -3,9 +3,6 @@ images, ``border`` pixels (= the scale) shaved from every side, peak 255; SSIM p
 (2004), 11x11 Gaussian (sigma 1.5), 'valid' filtering. Gray images (Set14 ``bridge``) are scored
 on their gray values: RGB->Y would map 0..255 onto 16..235 and inflate PSNR by ~0.6 dB. Float
 inputs in [0, 1] are quantised first, so a float output scores exactly as its saved PNG would."""
-
-from __future__ import annotations
-
 import math
 
 import numpy as np

@@ -2,8 +2,6 @@
 :func:`srlib.analysis.benchmark`) and returned as a matplotlib Figure. Images are drawn pixel
 by pixel (nearest) at ``IMAGE_DPI``, zoomed crops so that every image pixel covers ``ZOOM`` x
 ``ZOOM`` pixels of the PNG: SR methods differ in single pixels."""
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,8 +45,9 @@ def load_metrics(logdir: str | Path) -> dict[str, list[dict]]:
     return out
 
 
-def _plot(ax, records: Sequence[Mapping], key: str, style: str = "-", label: str | None = None):
-    points = [(r["iteration"], r[key]) for r in records if key in r]
+def _plot(ax, records: Sequence[Mapping], key: str, style: str = "-", label: str | None = None,
+          weight: float = 1) -> None:
+    points = [(r["iteration"], weight * r[key]) for r in records if key in r]
     ax.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
 
 
@@ -93,9 +92,8 @@ def plot_gan_curves(metrics: Mapping, weights: Mapping[str, float],
     ax_d.set_ylim(0, 1)
     _finish(ax_d, "mean probability of 'real'")
     for term, weight in weights.items():
-        points = [(r["iteration"], weight * r[term]) for r in metrics["train"] if term in r]
-        if weight > 0 and points:
-            ax_terms.plot(*zip(*points), label=f"{weight:g} x {term}")
+        if weight > 0 and any(term in r for r in metrics["train"]):
+            _plot(ax_terms, metrics["train"], term, label=f"{weight:g} x {term}", weight=weight)
     if any("loss" in r for r in metrics["train"]):
         _plot(ax_terms, metrics["train"], "loss", "k--", label="G's loss (their sum)")
     _finish(ax_terms, "weight x loss term", log=True)
@@ -133,15 +131,12 @@ def detail_box(img: np.ndarray, size: int = 48, stride: int = 8) -> Box:
     energy = np.zeros_like(g)
     energy[:, 1:] += np.diff(g, axis=1) ** 2
     energy[1:, :] += np.diff(g, axis=0) ** 2
-    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    best, box = -1.0, (0, 0, size, size)
-    for top in range(0, g.shape[0] - size + 1, stride):
-        for left in range(0, g.shape[1] - size + 1, stride):
-            e = (integral[top + size, left + size] - integral[top, left + size]
-                 - integral[top + size, left] + integral[top, left])
-            if e > best:
-                best, box = e, (top, left, size, size)
-    return box
+    s = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # s[i, j]: sum of energy[:i, :j]
+    rows, cols = g.shape[0] - size + 1, g.shape[1] - size + 1  # window positions per axis
+    windows = s[size:, size:] - s[:rows, size:] - s[size:, :cols] + s[:rows, :cols]
+    windows = windows[::stride, ::stride]
+    top, left = np.unravel_index(np.argmax(windows), windows.shape)  # the first best one
+    return int(top) * stride, int(left) * stride, size, size
 
 
 def zoom_box(img: np.ndarray, panel: float = 3.0) -> Box:

@@ -1,5 +1,6 @@
 """Datasets on the shipped images: alignment, augmentation, seeding, and failure modes."""
 
+import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -9,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from srlib.config import LoaderParams
+from srlib.config import ConfigError, LoaderParams
+from srlib.data import datasets
 from srlib.data.augment import dihedral
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset, gray_from_rgb
 from srlib.data.imresize import make_lr
@@ -299,3 +301,54 @@ def test_tiny_images_are_skipped_in_training_and_named_in_evaluation(tmp_path):
         assert len(PairedPatchDataset(tmp_path, patch_size=32)) == 1
     with pytest.raises(ImageReadError, match="tiny1.png: 1x1 is too small to score at x4"):
         BenchmarkDataset(tmp_path, scale=4)
+
+
+def _cached_set(tmp_path, count=3):
+    for p in sorted(SET5.glob("*.png"))[:count]:
+        shutil.copy(p, tmp_path / p.name)
+    return PairedPatchDataset(tmp_path, patch_size=96)
+
+
+def test_cache_file_holds_the_decoded_pairs_and_is_reused(tmp_path, monkeypatch):
+    ds = _cached_set(tmp_path)
+    files = sorted(p.suffix for p in (tmp_path / ".srlib_cache").iterdir())
+    assert files == [".json", ".u8"]
+    for k, (hr_path, _) in enumerate(ds.paths):
+        hr, lr = make_lr(load_image(hr_path), 4)
+        assert np.array_equal(ds.pair(k)[0], hr) and np.array_equal(ds.pair(k)[1], lr)
+
+    def no_decoding(*args):
+        raise AssertionError("the cache file should have been reused")
+    monkeypatch.setattr(datasets, "load_image", no_decoding)
+    again = PairedPatchDataset(tmp_path, patch_size=96)
+    assert np.array_equal(again.pair(2)[0], ds.pair(2)[0])
+    torch.manual_seed(5)
+    patch = again[1]["hr"]
+    torch.manual_seed(5)
+    assert torch.equal(patch, ds[1]["hr"])  # the same crop from the same seed
+    assert not again.pair(0)[0].flags.writeable  # a view of the mapped file
+
+
+def test_cache_is_remade_when_an_image_changes(tmp_path):
+    ds = _cached_set(tmp_path)
+    changed = load_image(ds.paths[0][0])[::-1].copy()  # same size, other pixels
+    save_image(ds.paths[0][0], changed)
+    again = PairedPatchDataset(tmp_path, patch_size=96)
+    assert np.array_equal(again.pair(0)[0], make_lr(changed, 4)[0])
+    assert len(list((tmp_path / ".srlib_cache").glob("*.u8"))) == 2
+
+
+def test_pickled_dataset_carries_no_pixels(tmp_path):
+    """What a spawned DataLoader worker receives: the file's name, not a copy of the set."""
+    ds = _cached_set(tmp_path)
+    ds.pair(0)  # maps the file in this process
+    blob = pickle.dumps(ds)
+    assert len(blob) < 20_000
+    assert np.array_equal(pickle.loads(blob).pair(1)[1], ds.pair(1)[1])
+
+
+def test_unwritable_cache_folder_names_the_key(tmp_path):
+    (tmp_path / ".srlib_cache").write_text("a file where the folder should be")
+    with pytest.raises(ConfigError, match=r'"dataset\.cache".*set it to false'):
+        _cached_set(tmp_path)
+    assert len(PairedPatchDataset(tmp_path, patch_size=96, cache=False)) == 3

@@ -12,6 +12,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from srlib.data.augment import aligned_crop, dihedral, draw_patch_params
+from srlib.data.cache import DecodedCache
 from srlib.data.imresize import make_lr
 from srlib.data.io import ImageReadError, image_size, list_images, load_image, to_float_tensor
 
@@ -35,21 +36,21 @@ class PairedPatchDataset(Dataset):
     """Random aligned LR/HR patches for training.
 
     `length` sets a virtual epoch (index i uses image i % n), so iteration-based training
-    rarely restarts DataLoader workers. `cache=True` keeps the decoded uint8 pairs in memory
-    (small sets such as T91); `cache=False` decodes per item (large prepared sets). Crops and
-    flips come from torch's global RNG, seeded per item by `sampler.SeededItems`."""
+    rarely restarts DataLoader workers. `cache=True` decodes the set once into a memory-mapped
+    file in ``root/.srlib_cache`` (see `cache.DecodedCache`); `cache=False` decodes per item.
+    Crops and flips come from torch's global RNG, seeded per item by `sampler.SeededItems`."""
 
     def __init__(self, root, patch_size: int = 96, scale: int = 4, augment: bool = True,
-                 length: int | None = None, cache: bool = True, skip_corrupt: bool = False):
+                 length: int | None = None, cache: bool = True, skip_corrupt: bool = False,
+                 progress: bool = False):
         if patch_size % scale:
             raise ValueError(f"patch_size={patch_size} is not divisible by scale={scale}")
         self.patch_size, self.scale, self.lr_size = patch_size, scale, patch_size // scale
-        self.root, self.augment, self.cache = Path(root), augment, cache
+        self.root, self.augment = Path(root), augment
         self.hr_dir, self.lr_dir = self.root / "HR", self.root / f"LR_x{scale}"
         if not (self.hr_dir.is_dir() and self.lr_dir.is_dir()):  # a plain folder of HR images
             self.hr_dir, self.lr_dir = self.root, None
         self.paths: list[tuple[Path, Path | None]] = []
-        self._images: list[tuple[np.ndarray, np.ndarray]] = []
         small, corrupt = [], []
         for hr_path in list_images(self.hr_dir):
             lr_path = None if self.lr_dir is None else self.lr_dir / hr_path.name
@@ -59,15 +60,12 @@ class PairedPatchDataset(Dataset):
                 if min(self._lr_hw(hr_path, lr_path)) < self.lr_size:
                     small.append(hr_path.name)
                     continue
-                pair = self._load_pair(hr_path, lr_path) if cache else None
             except ImageReadError as err:
                 if not skip_corrupt:
                     raise
                 corrupt.append(str(err))
                 continue
             self.paths.append((hr_path, lr_path))
-            if pair is not None:
-                self._images.append(pair)
 
         if corrupt:
             warnings.warn(f"skipped {len(corrupt)} unreadable image(s) in {self.hr_dir}: "
@@ -81,6 +79,9 @@ class PairedPatchDataset(Dataset):
         self.length = len(self.paths) if length is None else int(length)
         if self.length <= 0:
             raise ValueError(f"length must be positive, got {length}")
+        self._cache = DecodedCache(self.root / ".srlib_cache", self.paths, scale,
+                                   lambda k: self._load_pair(*self.paths[k]),
+                                   progress) if cache else None
 
     def _check_pair(self, hr_path, hr_hw, lr_path, lr_hw) -> None:
         """Prepared pairs must be exactly `scale` apart, or crops would misalign."""
@@ -111,7 +112,7 @@ class PairedPatchDataset(Dataset):
 
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The decoded uint8 ``(hr, lr)`` of image ``k``: from the cache when there is one."""
-        return self._images[k] if self.cache else self._load_pair(*self.paths[k])
+        return self._cache.pair(k) if self._cache else self._load_pair(*self.paths[k])
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:

@@ -3,8 +3,6 @@ batches cut there, since a CPU loader can fall behind a few-millisecond GPU step
 the CPU loader's bit for bit, so exact resume and the DDP batch split work unchanged."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -26,15 +24,12 @@ class DeviceBatches:
         # uint8 -> [0, 1] by table lookup, bit-identical to io.to_float_tensor (divided on the
         # CPU): CUDA divides as a multiply by the reciprocal, which rounds some levels otherwise
         self._levels = (torch.arange(256, dtype=torch.float32) / 255.0).to(self.device)
-        pairs = len(dataset.paths)
-        # Decoding is most of the time and PIL releases the GIL: a few threads overlap it.
-        with ThreadPoolExecutor(max_workers=8) as pool, tqdm(
-                total=pairs, desc=f"uploading training set to {self.device}", unit="img",
-                disable=not progress) as bar:
-            for hr, lr in pool.map(dataset.pair, range(pairs)):
-                self.hr_images.append(self._upload(hr))
-                self.lr_images.append(self._upload(lr))
-                bar.update(1)
+        # from the decoded cache file (dataset.cache), or decoded one by one
+        for k in tqdm(range(len(dataset.paths)), desc=f"uploading training set to "
+                      f"{self.device}", unit="img", disable=not progress):
+            hr, lr = dataset.pair(k)
+            self.hr_images.append(self._upload(hr))
+            self.lr_images.append(self._upload(lr))
         self._lr_hw = [tuple(t.shape[1:]) for t in self.lr_images]  # looked up every item
 
     def _upload(self, image: np.ndarray) -> torch.Tensor:

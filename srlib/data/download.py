@@ -1,9 +1,6 @@
 """Fetch and unpack the DIV2K (3.5 GB) and Flickr2K (11.6 GB) archives. A download resumes
 after an interruption (HTTP Range); a file is used only once its md5 matches (a bad one is set
 aside); without internet, one message lists every file to fetch by hand and where to put it."""
-
-from __future__ import annotations
-
 import hashlib
 import http.client
 import os
@@ -85,9 +82,8 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
 def _verify(path: Path, dest: Path, md5: str, origin: str, progress: bool) -> None:
     """Set `path` aside as `dest.bad` and raise unless its md5 is `md5`."""
     digest = hashlib.md5()  # in chunks, so a multi-GB archive does not fill memory
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                     desc=f"md5 {path.name}", disable=not progress,
-                                     leave=False) as bar:
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, desc=f"md5 {path.name}", unit="B",
+                                     unit_scale=True, leave=False, disable=not progress) as bar:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -97,9 +93,8 @@ def _verify(path: Path, dest: Path, md5: str, origin: str, progress: bool) -> No
     os.replace(path, bad)
     raise ChecksumError(
         f"{origin} is not the expected file (wrong file or corrupt): its md5 is "
-        f"{digest.hexdigest()}, expected {md5}. It was moved aside to {bad}; delete it. Run "
-        f"again to download it afresh, or fetch the right file by hand and put it at "
-        f"{dest.resolve()}.")
+        f"{digest.hexdigest()}, expected {md5}. It was moved aside to {bad}; delete it. Run again "
+        f"to download it afresh, or fetch the right file by hand and put it at {dest.resolve()}.")
 
 
 def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
@@ -153,7 +148,6 @@ def _by_hand(archive: Archive, path: Path, hr_dir: Path) -> str:
 def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | None = None,
                   timeout: float = 30, progress: bool = True) -> list[Path]:
     """Make a dataset's HR image folders available under `root/downloads/`; return them.
-
     Per archive the first that works: a folder already unpacked (by us or by hand), an archive
     in `root/downloads/`, a download from the catalogue URL or `mirror` + file name. After the
     first network failure nothing more is downloaded; one DownloadError lists what is missing."""

@@ -11,11 +11,7 @@ moves the bicubic baseline by tenths of a dB. The rules of ``imresize.m`` (``con
   reproduces every x4 LR image MATLAB made for Set5 and Set14 (``data/Set*_LRx4_matlab``);
   mirror-folding (``[1:n, n:-1:1]``, as some ports do) is off by up to 10 levels at borders.
 * Rows and columns are resized separately, the smaller scale first (rows on a tie); uint8 is
-  rounded (half away from zero) and clipped after *each* pass, as ``imresizemex`` does.
-"""
-
-from __future__ import annotations
-
+  rounded (half away from zero) and clipped after *each* pass, as ``imresizemex`` does."""
 import math
 
 import numpy as np

@@ -1,11 +1,7 @@
 """Image reading/writing with loud failures, and uint8 <-> float conversions.
-
 A truncated PNG that decodes to a half-grey image still yields a (wrong) PSNR, so reads verify
 the file and raise ``ImageReadError`` naming it; writes are atomic (temporary file, then
 ``os.replace``), so an interrupted run never leaves half a file behind."""
-
-from __future__ import annotations
-
 import os
 import tempfile
 from collections.abc import Iterator
@@ -140,7 +136,7 @@ def to_float_tensor(img) -> torch.Tensor:
     is taken to be in [0, 1] already and is not rescaled."""
     arr = np.asarray(img)
     arr = arr[..., None] if arr.ndim == 2 else arr
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    t = torch.from_numpy(np.require(arr.transpose(2, 0, 1), requirements=["C", "W"]))
     if arr.dtype == np.uint8:
         return t.float().div_(255.0)
     if np.issubdtype(arr.dtype, np.floating):

@@ -2,9 +2,7 @@
 LR (`make_lr`, as evaluation), as BasicSR's `extract_subimages.py` does: decoding a 2K PNG per
 96x96 patch makes training I/O-bound. Resumable: crops are written atomically, a re-run cuts
 only images whose crops are not all on disk; `manifest.json`, written last, says what is there."""
-
-from __future__ import annotations
-
+import itertools
 import json
 import multiprocessing
 import os
@@ -32,9 +30,8 @@ LR_METHOD = "matlab_bicubic_replicate"  # recorded: a folder made another way is
 
 
 def crop_positions(length: int, crop_size: int, step: int, thresh_size: int = 0) -> list[int]:
-    """Crop offsets along one side, BasicSR's convention: range(0, length - crop_size + 1, step),
-    plus a last crop flush with the far edge when the strip it would otherwise miss is wider
-    than `thresh_size`. A short side gives no crop."""
+    """Crop offsets along one side, as BasicSR: every `step`, plus one flush with the far edge
+    when the strip left over is wider than `thresh_size`. A short side gives no crop."""
     if length < crop_size:
         return []
     positions = list(range(0, length - crop_size + 1, step))
@@ -55,13 +52,11 @@ def _cut_image(job: tuple) -> str | None:
         img = load_image(path)
     except ImageReadError as e:
         return e.reason
-    index = 0
-    for y in crop_positions(img.shape[0], crop_size, step, thresh_size):
-        for x in crop_positions(img.shape[1], crop_size, step, thresh_size):
-            index += 1
-            crop = np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size])
-            save_image(out_dir / f"LR_x{scale}" / _crop_name(stem, index), make_lr(crop, scale)[1])
-            save_image(out_dir / "HR" / _crop_name(stem, index), crop)
+    ys, xs = (crop_positions(n, crop_size, step, thresh_size) for n in img.shape[:2])
+    for index, (y, x) in enumerate(itertools.product(ys, xs), start=1):  # row by row
+        crop = np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size])
+        save_image(out_dir / f"LR_x{scale}" / _crop_name(stem, index), make_lr(crop, scale)[1])
+        save_image(out_dir / "HR" / _crop_name(stem, index), crop)
     return None
 
 

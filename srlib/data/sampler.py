@@ -54,7 +54,9 @@ class SeededItems(Dataset):
     def __getitem__(self, item):
         index, seed = item
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # the CPU generator alone: torch.manual_seed also queues the seeding of every GPU
+            # with a stack trace: 0.26 ms an item, 4 ms a batch of 16
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 

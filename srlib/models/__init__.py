@@ -1,5 +1,4 @@
 """SR networks, one per file: SRResNet, MSRResNet (BasicSR layout), two discriminators."""
-
 from torch import nn
 
 from .basicsr import load_basicsr_msrresnet

@@ -1,6 +1,5 @@
 """Load BasicSR `MSRResNet` checkpoints into srlib's MSRResNet, which keeps BasicSR's module
 names: only older (mmsr / ESRGAN-repo) files need renaming (`recon_trunk`, `HRconv`)."""
-
 import os
 import re
 

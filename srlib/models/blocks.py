@@ -1,5 +1,4 @@
 """How a scale factor becomes sub-pixel upsampling stages (shared by the generators)."""
-
 from torch import nn
 
 

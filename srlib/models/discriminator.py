@@ -1,5 +1,4 @@
 """The SRGAN discriminator (Ledig et al. 2017): a VGG-style classifier of HR patches."""
-
 import torch
 from torch import nn
 

@@ -1,7 +1,6 @@
 """MSRResNet: SRResNet without BatchNorm, as in BasicSR (Wang et al., ESRGAN 2018). Module names
 match BasicSR's `MSRResNet`, so its state-dict keys map 1:1 (conv_first, body.N.conv1/conv2,
 upconv1, upconv2, conv_hr, conv_last)."""
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,5 +1,4 @@
 """SRResNet, the generator of SRGAN (Ledig et al. 2017)."""
-
 from collections.abc import Sequence
 
 import torch
