@@ -157,7 +157,7 @@ def load_lpips(device: str = "cpu"):
     try:
         import lpips  # an optional package, not a dependency of srlib
     except ImportError:
-        return None, "the `lpips` package is not installed (pip install lpips)"
+        return None, "the `lpips` package is not installed (pip install -e '.[lpips]')"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -197,4 +197,4 @@ def test_high_frequency_ratio():
 def test_load_lpips_explains_a_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "lpips", None)  # import lpips -> ImportError
     fn, reason = analysis.load_lpips()
-    assert fn is None and "pip install lpips" in reason
+    assert fn is None and "pip install -e '.[lpips]'" in reason
