@@ -91,7 +91,19 @@ for nb in "${notebooks[@]}"; do
              "see the failing cell in $outdir/$nb.ipynb; to continue: $0 $mode $outdir" >&2
         exit 1
     fi
-    [[ $outdir == "$root/notebooks" ]] || touch "$done_mark"
+    if [[ $outdir == "$root/notebooks" ]]; then  # committed copies: no absolute paths
+        "$python" - "$outdir/$nb.ipynb" <<'PY'
+import json, os, sys
+nb = json.load(open(sys.argv[1]))
+meta = nb["metadata"].get("papermill", {})
+for key in ("input_path", "output_path"):
+    meta[key] = os.path.basename(meta.get(key) or "")
+json.dump(nb, open(sys.argv[1], "w"), indent=1, ensure_ascii=False)
+open(sys.argv[1], "a").write("\n")
+PY
+    else
+        touch "$done_mark"
+    fi
     echo "=== $nb done in $((SECONDS - start)) s"
 done
 
