@@ -18,9 +18,10 @@ $(PY):
 # One stamp per extra ($(VENV)/.srlib-notebooks, $(VENV)/.srlib-dev), so `make demo` then
 # `make test` on the same venv adds the dev extra; the dev extra includes the notebooks one,
 # so `make test` then `make demo` installs nothing. A stamp older than pyproject.toml or
-# constraints.txt is redone.
+# constraints.txt is redone. --no-compile: Python compiles only what it imports, when it first
+# does, instead of every file of torch at install time (45 s of the demo's install here).
 $(VENV)/.srlib-%: pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PY) -m pip install --disable-pip-version-check -q -c $(CONSTRAINTS) -e ".[$*]"
+	$(PY) -m pip install --disable-pip-version-check -q --no-compile -c $(CONSTRAINTS) -e ".[$*]"
 	touch $@ $(if $(filter dev,$*),$(VENV)/.srlib-notebooks)
 
 # The main job: the quick pipeline of all four notebooks, headless, into runs/<timestamp>/.
