@@ -63,9 +63,6 @@ class DecodedCache:
                 bar.update(1)
         return layout
 
-    def __len__(self) -> int:
-        return len(self.layout)
-
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._mapped is None:
             self._mapped = np.memmap(self.file, dtype=np.uint8, mode="r")

@@ -112,7 +112,7 @@ class PairedPatchDataset(Dataset):
 
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The decoded uint8 ``(hr, lr)`` of image ``k``: from the cache when there is one."""
-        return self._cache.pair(k) if self._cache else self._load_pair(*self.paths[k])
+        return self._cache.pair(k) if self._cache is not None else self._load_pair(*self.paths[k])
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
