@@ -8,8 +8,16 @@
 # executed notebooks, the training runs (outdir/msrresnet, ...) and the figures and tables
 # (outdir/results). Run it again with the same outdir after a crash or a kill and it continues:
 # finished notebooks are skipped and an interrupted training resumes from its last.pt.
+# When a pipeline into a folder of runs/ finishes, runs/latest points at that folder (so
+# `srlib eval --checkpoint runs/latest/msrresnet/best.pt --data data/Set5` works after
+# `make demo`). It is set when the pipeline has finished, not when it starts, so that it
+# only ever names a finished run: a pipeline still running, or one that failed, is in the
+# folder it printed at its start.
 # With outdir "notebooks" (make notebooks) it re-executes the committed notebooks in place,
-# training into the configs' own logdirs afresh. Each notebook runs with notebooks/ as its
+# training into the configs' own logdirs afresh, and removes papermill's traces from them
+# (scripts/strip_papermill.py: the injected-parameters cell, which carries the `-p overwrite
+# True` given here, and papermill's metadata), so that they hold outputs, not the pipeline's
+# parameters or timestamps. Each notebook runs with notebooks/ as its
 # working directory, so the relative paths in its parameters work. The first failing notebook
 # stops the pipeline and is named. Papermill comes from .venv when there is one, else from the
 # active Python environment.
@@ -24,10 +32,11 @@ usage() {
 mode=$1
 [[ $mode == quick || $mode == full ]] || usage
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Physical paths (pwd -P): outdir may be given as runs/latest, the link to a run's folder.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 outdir=${2:-$root/runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$outdir"
-outdir=$(cd "$outdir" && pwd)
+outdir=$(cd "$outdir" && pwd -P)
 if [[ $outdir == "$root/notebooks" ]]; then  # in place: the configs' logdirs, trained afresh
     train_params=(-p overwrite True)
     where=()
@@ -52,6 +61,24 @@ if ! "$python" -c "import papermill" 2>/dev/null; then
 fi
 
 notebooks=(01_data_preparation 02_train_msrresnet 03_train_srgan 04_compare_results)
+
+# runs/latest -> <outdir's name>, relative (it survives a moved checkout), replaced atomically:
+# a new link under a temporary name, renamed over the old one (mv -T with GNU coreutils, mv -h
+# on macOS/BSD). Only for a folder directly in runs/; anything else keeps runs/latest as it is.
+link_latest() {
+    local runs=$root/runs name tmp
+    name=$(basename "$outdir")
+    [[ $(dirname "$outdir") == "$runs" && $name != latest ]] || return 1
+    tmp=$runs/.latest.$$
+    rm -f "$tmp"
+    ln -s "$name" "$tmp"
+    if ! mv -T "$tmp" "$runs/latest" 2>/dev/null && ! mv -h "$tmp" "$runs/latest" 2>/dev/null
+    then
+        rm -f "$tmp"
+        echo "warning: could not point runs/latest at $name (is runs/latest a folder?)" >&2
+        return 1
+    fi
+}
 
 echo "srlib pipeline ($mode): executed notebooks go to $outdir"
 total_start=$SECONDS
@@ -91,16 +118,8 @@ for nb in "${notebooks[@]}"; do
              "see the failing cell in $outdir/$nb.ipynb; to continue: $0 $mode $outdir" >&2
         exit 1
     fi
-    if [[ $outdir == "$root/notebooks" ]]; then  # committed copies: no absolute paths
-        "$python" - "$outdir/$nb.ipynb" <<'PY'
-import json, os, sys
-nb = json.load(open(sys.argv[1]))
-meta = nb["metadata"].get("papermill", {})
-for key in ("input_path", "output_path"):
-    meta[key] = os.path.basename(meta.get(key) or "")
-json.dump(nb, open(sys.argv[1], "w"), indent=1, ensure_ascii=False)
-open(sys.argv[1], "a").write("\n")
-PY
+    if [[ $outdir == "$root/notebooks" ]]; then  # committed copies: no papermill traces
+        "$python" "$root/scripts/strip_papermill.py" "$outdir/$nb.ipynb"
     else
         touch "$done_mark"
     fi
@@ -112,3 +131,11 @@ echo "pipeline ($mode) finished in $((SECONDS - total_start)) s"
 echo "executed notebooks: $outdir/"
 echo "results figure:     $results/results_grid.png"
 echo "tables and figures: $results/"
+if link_latest; then
+    echo "latest run:         $root/runs/latest -> $(basename "$outdir")"
+    for best in "$outdir"/msrresnet*/best.pt; do  # msrresnet (quick), msrresnet_x4 (full)
+        [[ -e $best ]] && echo "  e.g. srlib eval --checkpoint runs/latest/${best#"$outdir"/}" \
+                               "--data data/Set5"
+        break
+    done
+fi

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srlib import config
+from srlib import build, config
 from srlib.data.datasets import BenchmarkDataset
-from srlib.data.imresize import imresize
 from srlib.data.io import atomic_path, image_size, list_images, to_float_tensor
 from srlib.data.prepare import prepare_dataset
 from srlib.distributed import pick_device
@@ -62,7 +61,8 @@ def training_data(cfg: config.Config, prepare: bool = False) -> dict:
     """Count and sizes of a config's training images, and how many are smaller than one HR
     patch (the loader skips those). With ``prepare``, DIV2K/DF2K are fetched and cut first;
     the quick configs' T91 folder needs nothing."""
-    root, prepared = Path(cfg.dataset.root), cfg.dataset.name in ("div2k", "df2k")
+    root = Path(cfg.dataset.root)
+    prepared = build.TRAIN_DATASETS[cfg.dataset.name] == "prepared"
     if prepared and prepare:
         prepare_dataset(cfg.dataset.name, root=root.parent, scale=cfg.scale)
     folder = root / "HR" if prepared else root
@@ -114,10 +114,8 @@ def benchmark(models: Mapping[str, torch.nn.Module], sets: Mapping[str, str | Pa
     uint8 SR images as saved (for figures), plus an ``"HR"`` entry holding only images."""
     out = {}
     for set_name, root in sets.items():
-        dataset = BenchmarkDataset(root, scale)
-        scored = {"Bicubic": (bicubic_baseline(root, scale),  # method: (rows, images)
-                              {it["name"]: imresize(it["lr_uint8"], float(scale))
-                               for it in dataset.items})}
+        dataset, bicubic = BenchmarkDataset(root, scale), {}
+        scored = {"Bicubic": (bicubic_baseline(root, scale, keep=bicubic), bicubic)}
         for label, model in models.items():
             model.eval()
             images = {}

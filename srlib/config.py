@@ -3,6 +3,7 @@ Every mistake is one :class:`ConfigError` naming the file, the key and what woul
 The names of models, losses and the like are checked by ``srlib.build``, which owns them."""
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -162,10 +163,14 @@ def _normalise_loss(value: Any) -> list:
                 {"name": "adversarial", "weight": 1e-3}]
     if isinstance(value, str):
         return [{"name": value}]
-    if isinstance(value, list):
+    if isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            if not isinstance(v, (str, dict)):
+                raise ConfigError(f'key "loss_fn[{i}]": expected a loss name or an object '
+                                  f'{{"name", "weight", "params"}}, got {json.dumps(v)}')
         return [{"name": v} if isinstance(v, str) else v for v in value]
-    raise ConfigError(f'key "loss_fn": expected a loss name or a list of '
-                      f'{{"name", "weight", "params"}} terms, got {type(value).__name__}')
+    raise ConfigError(f'key "loss_fn": expected a loss name or a non-empty list of '
+                      f'{{"name", "weight", "params"}} terms, got {json.dumps(value)}')
 
 
 def from_dict(data: dict, overrides: list[str] | None = None,
@@ -177,11 +182,9 @@ def from_dict(data: dict, overrides: list[str] | None = None,
     data = json.loads(json.dumps(data))  # private deep copy
     for item in overrides or []:
         _apply_override(data, item)
-    if "loss_fn" in data:
-        data["loss_fn"] = _normalise_loss(data["loss_fn"])
+    data["loss_fn"] = _normalise_loss(data.get("loss_fn", "l1"))
     config = _build(Config, data, "")
-    config.loss_fn = [_build(LossTerm, t, f"loss_fn[{i}]") if isinstance(t, dict) else t
-                      for i, t in enumerate(config.loss_fn)]
+    config.loss_fn = [_build(LossTerm, t, f"loss_fn[{i}]") for i, t in enumerate(config.loss_fn)]
     _resolve_paths(config, Path(base_dir) if base_dir is not None else Path.cwd())
     _check(config)
     return config
@@ -195,6 +198,8 @@ def project_dir_of(config_path: Path) -> Path:
 
 
 def _resolve_paths(config: Config, base: Path) -> None:
+    if not config.logdir.strip():
+        raise ConfigError('key "logdir": empty; name the folder for the run, e.g. runs/my-run')
     for section, key in ((config, "logdir"), (config, "checkpoint"), (config, "generator_path"),
                          (config.dataset, "root"), (config.validation, "root")):
         value = getattr(section, key, None)
@@ -207,8 +212,13 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
+    except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except OSError as err:  # a folder, no permission, ...
+        raise ConfigError(f"config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}: "
+                          f"{err.object[err.start:err.start + 1]!r}); save it as UTF-8") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: "
                           f"{err.msg}") from None
@@ -218,12 +228,9 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: {err}") from None
 
 
-def save(config: Config, logdir: str | Path | None = None) -> Path:
-    """The resolved config as ``config.json`` in the run's folder (resume uses the checkpoint's)."""
-    target = Path(logdir or config.logdir) / "config.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
-    return target
+def dumps(config: Config) -> str:
+    """The resolved config as JSON text (a run writes it as ``config.json``)."""
+    return json.dumps(asdict(config), indent=2) + "\n"
 
 
 def _apply_override(data: dict, item: str) -> None:
@@ -236,12 +243,38 @@ def _apply_override(data: dict, item: str) -> None:
     except json.JSONDecodeError:
         value = raw
     *sections, last = key.strip().split(".")
-    node = data
+    node, cls = data, Config
     for part in sections:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # a section the file leaves out starts from its default
+            node[part] = _default(cls, part)
+        node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f'override "{item}": "{part}" is not a section')
+        hint = typing.get_type_hints(cls).get(part) if cls is not None else None
+        cls = next((o for o in (hint, *typing.get_args(hint)) if is_dataclass(o)), None)
     node[last] = value
+
+
+def _field_default(f) -> Any:
+    """A dataclass field's default as JSON data (None when it has none)."""
+    value = f.default_factory() if f.default_factory is not MISSING else \
+        None if f.default is MISSING else f.default
+    return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value))
+
+
+def _default(cls, name: str) -> dict:
+    """Section ``name`` of dataclass ``cls`` as its defaults, so that ``--set
+    optimizer.params.lr=...`` keeps the default betas beside the new rate; an optional section
+    (scheduler, discriminator) starts from the defaults of its own fields."""
+    f = next((f for f in fields(cls) if f.name == name), None) if cls is not None else None
+    value = None if f is None else _field_default(f)
+    if value is None and f is not None:
+        option = next((o for o in typing.get_args(typing.get_type_hints(cls)[name])
+                       if is_dataclass(o)), None)
+        if option is not None:
+            return {g.name: _field_default(g) for g in fields(option)
+                    if g.default is not MISSING or g.default_factory is not MISSING}
+    return value if isinstance(value, dict) else {}
 
 
 def _build(cls, data: Any, where: str):
@@ -259,34 +292,46 @@ def _build(cls, data: Any, where: str):
     kwargs = {}
     for name, f in known.items():
         if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], prefix + name)
+            kwargs[name] = coerce(data[name], hints[name], prefix + name)
         elif f.default is MISSING and f.default_factory is MISSING:
             raise ConfigError(f'missing required key "{prefix}{name}"')
     return cls(**kwargs)
 
 
-def _coerce(value: Any, hint: Any, where: str):
-    """``value`` as the type ``hint`` names (a dataclass, int, float, ... or ``X | None``)."""
-    options = [o for o in typing.get_args(hint) if o is not type(None)]
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+          list: "a list", dict: "an object"}
+
+
+def coerce(value: Any, hint: Any, where: str):
+    """``value`` as the type ``hint`` names (a dataclass, int, float, ..., ``X | None``, a union),
+    or a :class:`ConfigError` naming the key ``where``. Integers must fit in 64 bits and numbers
+    be finite: JSON allows neither limit, and torch needs both."""
     if typing.get_origin(hint) in (Union, types.UnionType):
-        if value is None and len(options) < len(typing.get_args(hint)):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
             return None
-        if len(options) > 1:  # compile: true/false or a mode name
-            if not isinstance(value, tuple(options)):
-                raise ConfigError(f'key "{where}": expected true/false or a string, '
-                                  f"got {json.dumps(value)}")
-            return value
-        hint = options[0]
+        if len(options) == 2 and type(None) in options:  # X | None: X's own message
+            return coerce(value, next(o for o in options if o is not type(None)), where)
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return coerce(value, option, where)
+            except ConfigError:
+                continue
+        names = " or ".join(_NAMES.get(o, getattr(o, "__name__", str(o))) for o in options
+                            if o is not type(None))
+        raise ConfigError(f'key "{where}": expected {names}, got {json.dumps(value)}')
     if is_dataclass(hint):
         return _build(hint, value, where)
     expected = typing.get_origin(hint) or hint
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-                 list: "a list", dict: "an object"}
-        raise ConfigError(f'key "{where}": expected {names.get(expected, expected)}, '
+        value = float(value)
+    if not isinstance(value, expected) or (expected in (int, float) and isinstance(value, bool)):
+        raise ConfigError(f'key "{where}": expected {_NAMES.get(expected, expected)}, '
                           f"got {json.dumps(value)}")
+    if expected is int and not -2**63 <= value < 2**63:
+        raise ConfigError(f'key "{where}": {value} is out of range for an integer (64 bits)')
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f'key "{where}": expected a finite number, got {value}')
     return value
 
 

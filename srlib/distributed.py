@@ -1,12 +1,13 @@
-"""The device of each process, and torchrun's process group (PyTorch DDP) with no-ops for a
-single process. ``torchrun --nproc_per_node N -m srlib train ...`` sets RANK, WORLD_SIZE and
-LOCAL_RANK; every rank takes its share of the same global batch (``data/sampler.py``), so the
-effective batch is ``batch_size`` whatever N is; only rank 0 logs, validates and saves."""
+"""Where and how each process computes: its device, its precision (autocast), and torchrun's
+process group (PyTorch DDP) with no-ops for a single process. ``torchrun --nproc_per_node N -m
+srlib train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK; every rank takes its share of the same
+global batch (``data/sampler.py``), so the effective batch is ``batch_size`` whatever N is;
+only rank 0 logs, validates and saves."""
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,16 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> str:
         raise ConfigError('key "device": "cuda" was asked for, but no CUDA GPU is visible; '
                           'use "auto" or "cpu"')
     return f"cuda:{local_rank}" if name == "cuda" else name
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device_type: str, precision: str):
+    """Mixed precision for forward passes (``fp16``/``bf16``; the weights stay float32), or
+    nothing for ``fp32``. Backward passes run outside it."""
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
 @dataclass
@@ -87,11 +98,21 @@ class DistInfo:
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def check_same(self, value: int, device, what: str) -> None:
+        """Refuse to go on when the ranks disagree on ``value`` (e.g. the resumed iteration)."""
+        if not self.enabled:
+            return
+        t = torch.tensor([value, -value], dtype=torch.int64, device=device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        if int(t[0]) != -int(t[1]):
+            raise ConfigError(f"the ranks of this torchrun run disagree on {what}: "
+                              f"{-int(t[1])} to {int(t[0])}")
+
     def barrier(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.barrier()
 
-    @contextmanager
+    @contextlib.contextmanager
     def host_leader_first(self) -> Iterator[None]:
         """The block runs on each host's first process, then on the others: for work whose
         result the processes of a host share, such as a cache file."""

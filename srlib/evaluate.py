@@ -7,22 +7,27 @@ from pathlib import Path
 
 import torch
 
-from srlib.data.datasets import BenchmarkDataset, gray_from_rgb, scorable_pair
+from srlib.data.datasets import BenchmarkDataset, scorable_pair
 from srlib.data.imresize import imresize
-from srlib.data.io import list_images, to_uint8
+from srlib.data.io import gray_from_rgb, list_images, to_uint8
 from srlib.inference import upscale
 from srlib.metrics import METRICS, score_pair
 
 __all__ = ["bicubic_baseline", "format_table", "score_model"]
 
 
-def bicubic_baseline(hr_folder, scale: int = 4, max_images: int | None = None) -> list[dict]:
+def bicubic_baseline(hr_folder, scale: int = 4, max_images: int | None = None,
+                     keep: dict | None = None) -> list[dict]:
     """One row of scores per image (border = scale) for plain bicubic upscaling of its LR (the
-    first ``max_images`` images, in file order, as validation takes them)."""
+    first ``max_images`` images, in file order, as validation takes them); ``keep`` receives
+    each upscaled uint8 image by name, for figures."""
     rows = []
     for path in list_images(hr_folder)[:max_images]:
         hr, lr = scorable_pair(path, scale)
-        rows.append({"name": Path(path).stem, **score_pair(imresize(lr, float(scale)), hr, scale)})
+        sr = imresize(lr, float(scale))
+        rows.append({"name": Path(path).stem, **score_pair(sr, hr, scale)})
+        if keep is not None:
+            keep[Path(path).stem] = sr
     return rows
 
 
@@ -35,7 +40,7 @@ def score_model(model: torch.nn.Module, dataset: BenchmarkDataset,
     try:
         rows = []
         for item in dataset.items[:max_images]:
-            sr = to_uint8(upscale(model, item["lr"], scale=dataset.scale))
+            sr = to_uint8(upscale(model, item["lr"]))
             sr = gray_from_rgb(sr) if item["gray"] else sr
             rows.append({"name": item["name"], **score_pair(sr, item["hr_uint8"], dataset.scale)})
             if keep is not None:

@@ -1,18 +1,28 @@
-"""Use a trained generator: load it, upscale images, in tiles when they are large: each
-``tile``-pixel piece overlaps its neighbours by ``overlap`` pixels and only its centre is kept,
-so with an overlap at least the network's receptive radius the result equals the untiled one,
-with memory bounded by the tile size."""
-import contextlib
+"""Use a trained generator: load it, upscale a tensor, or an image of any size tile by tile.
+Each ``tile``-pixel piece overlaps its neighbours by ``overlap`` pixels and only its centre is
+kept, so with an overlap at least the network's receptive radius the result equals the untiled
+one; each finished tile goes straight into the uint8 output, so memory is that output plus one
+tile's working set, whatever the image's size. An image file is read as a viewer shows it."""
+from __future__ import annotations
+
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from srlib import build, checkpoint
-from srlib.data.datasets import gray_from_rgb
-from srlib.data.io import to_uint8
-
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+from srlib.config import ConfigError
+from srlib.data.imresize import imresize
+from srlib.data.io import (
+    as_rgb,
+    gray_from_rgb,
+    read_as_displayed,
+    save_image,
+    to_float_tensor,
+    to_uint8,
+)
+from srlib.distributed import PRECISIONS, autocast
 
 
 def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = True):
@@ -22,56 +32,89 @@ def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = Tru
     if cfg is None:
         raise checkpoint.CheckpointError(f"{path}: a bare state dict (no config inside to rebuild "
                                          "the model); load it into a model you build yourself")
-    model = build.MODELS[cfg["model"]](scale=cfg["scale"], **cfg["model_params"])
+    model = build.generator(cfg["model"], cfg["scale"], cfg["model_params"],
+                            key=f"{path}: model_params")
     checkpoint.load_weights(model, weights, path)
-    model.scale = cfg["scale"]
     return model.to(device).eval()
 
 
-@torch.inference_mode()
-def upscale(model: torch.nn.Module, lr: torch.Tensor, scale: int = 4, tile: int | None = None,
-            overlap: int = 32, precision: str = "fp32") -> torch.Tensor:
-    """SR of an NCHW (or CHW) float batch in [0,1]: the same layout on the CPU, float32, clamped
-    to [0,1]. ``fp16``/``bf16`` run the model under autocast (the weights stay float32); ``auto``
-    is fp16 on a GPU (tensor cores, half the memory), fp32 on a CPU, where half precision is
-    slower. Scoring keeps fp32, so published figures follow the protocol exactly."""
-    squeeze = lr.dim() == 3
-    x = lr.unsqueeze(0) if squeeze else lr
-    device = next(model.parameters()).device
+def _precision(model: torch.nn.Module, precision: str) -> str:
+    """``auto`` is fp16 on a GPU (tensor cores, half the memory), fp32 on a CPU."""
     if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
+        return "fp16" if next(model.parameters()).is_cuda else "fp32"
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of auto, {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
-    autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
-                else contextlib.nullcontext())
-    run = lambda t: model(t.to(device, torch.float32)).float().clamp_(0, 1).cpu()  # noqa: E731
-    n, c, h, w = x.shape
-    with autocast:
-        if tile is None or (h <= tile and w <= tile):
-            return run(x)[0] if squeeze else run(x)
-        if overlap * 2 >= tile:
-            raise ValueError(f"overlap {overlap} must be less than half the tile {tile}")
-        out = torch.empty(n, 3, h * scale, w * scale)
-        step = tile - 2 * overlap
-        for y0 in range(0, h, step):
-            for x0 in range(0, w, step):
-                ys, xs = max(0, y0 - overlap), max(0, x0 - overlap)
-                ye, xe = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
-                piece = run(x[:, :, ys:ye, xs:xe])
-                yk, xk = (y0 - ys) * scale, (x0 - xs) * scale
-                hk, wk = (min(h, y0 + step) - y0) * scale, (min(w, x0 + step) - x0) * scale
-                out[:, :, y0 * scale:y0 * scale + hk, x0 * scale:x0 * scale + wk] = \
-                    piece[:, :, yk:yk + hk, xk:xk + wk]
-    return out[0] if squeeze else out
+    return precision
 
 
-def upscale_image(model: torch.nn.Module, image: np.ndarray, scale: int = 4,
-                  tile: int | None = 256, overlap: int = 32, precision: str = "auto") -> np.ndarray:
-    """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind: the fast path
-    (tiled, half precision on a GPU) that ``srlib upscale`` and the notebooks use."""
-    gray = image.ndim == 2
-    rgb = np.repeat(image[..., None], 3, axis=2) if gray else image[..., :3]
-    lr = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0
-    sr = to_uint8(upscale(model, lr, scale, tile, overlap, precision))
-    return gray_from_rgb(sr) if gray else sr
+@torch.inference_mode()
+def upscale(model: torch.nn.Module, lr: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """SR of an NCHW (or CHW) float batch in [0, 1], whole: the same layout on the CPU, float32,
+    clamped to [0, 1]. Scoring keeps fp32, so published figures follow the protocol exactly;
+    ``fp16``/``bf16`` run the model under autocast (the weights stay float32)."""
+    x = lr.unsqueeze(0) if lr.dim() == 3 else lr                  # (N, 3, h, w)
+    device = next(model.parameters()).device
+    with autocast(device.type, _precision(model, precision)):
+        sr = model(x.to(device, torch.float32)).float().clamp_(0, 1).cpu()  # (N, 3, s*h, s*w)
+    return sr[0] if lr.dim() == 3 else sr
+
+
+def tiles(height: int, width: int, tile: int | None, overlap: int):
+    """(core, context) boxes ``(top, bottom, left, right)`` covering an image: each core is
+    kept, computed from its context (the core plus ``overlap`` pixels around it)."""
+    if tile is None or (height <= tile and width <= tile):
+        yield (0, height, 0, width), (0, height, 0, width)
+        return
+    if overlap * 2 >= tile:
+        raise ValueError(f"overlap {overlap} must be less than half the tile {tile}")
+    step = tile - 2 * overlap
+    for top in range(0, height, step):
+        for left in range(0, width, step):
+            bottom, right = min(height, top + step), min(width, left + step)
+            yield (top, bottom, left, right), (max(0, top - overlap), min(height, bottom + overlap),
+                                               max(0, left - overlap), min(width, right + overlap))
+
+
+def upscale_image(model: torch.nn.Module, image: np.ndarray, tile: int | None = 256,
+                  overlap: int = 32, precision: str = "auto") -> np.ndarray:
+    """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind, at the model's
+    scale: tiled, half precision on a GPU, each tile written into the uint8 output."""
+    s, rgb = model.scale, as_rgb(image)
+    out = np.empty((rgb.shape[0] * s, rgb.shape[1] * s, 3), np.uint8)
+    for (top, bottom, left, right), (ct, cb, cl, cr) in tiles(*rgb.shape[:2], tile, overlap):
+        sr = upscale(model, to_float_tensor(rgb[ct:cb, cl:cr]), precision)  # (3, s*th, s*tw)
+        core = sr[:, (top - ct) * s:(bottom - ct) * s, (left - cl) * s:(right - cl) * s]
+        out[top * s:bottom * s, left * s:right * s] = to_uint8(core)
+    return gray_from_rgb(out) if image.ndim == 2 else out
+
+
+def _available_bytes() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):  # not Linux: what the machine has in all
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def upscale_file(model: torch.nn.Module, src: Path, dst: Path, tile: int | None = 256,
+                 overlap: int = 32, precision: str = "auto") -> tuple[tuple[int, int], list[str]]:
+    """Upscale the image file ``src`` as a viewer shows it into ``dst``: ((width, height) of
+    the output, notes for the person). Transparency is kept (its alpha resized by bicubic)."""
+    image, alpha, notes = read_as_displayed(src)
+    s = model.scale
+    height, width = image.shape[0] * s, image.shape[1] * s
+    # the output, as uint8 and as the encoder's copy of it, must fit with room to spare
+    need = 2 * height * width * (3 + (alpha is not None))
+    if need > 0.8 * _available_bytes():
+        raise ConfigError(f"{src}: its x{s} output would be {width}x{height} ({need / 2**30:.1f} "
+                          f"GiB to hold and encode) and only {_available_bytes() / 2**30:.1f} "
+                          "GiB of memory is available; upscale a smaller image")
+    if alpha is not None and dst.suffix.lower() not in (".png", ".tif", ".tiff", ".webp"):
+        raise ConfigError(f"output {dst}: {src} has transparency, which {dst.suffix} cannot "
+                          "hold; use a .png output")
+    sr = upscale_image(model, image, tile, overlap, precision)
+    if alpha is not None:  # HxW (or HxWx3) + alpha -> HxWx4: what a viewer composites
+        sr = np.dstack([as_rgb(sr), imresize(alpha, float(s))])
+    save_image(dst, sr)
+    return (width, height), notes

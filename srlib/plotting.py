@@ -2,13 +2,13 @@
 :func:`srlib.analysis.benchmark`) and returned as a matplotlib Figure. Images are drawn pixel
 by pixel (nearest) at ``IMAGE_DPI``, zoomed crops so that every image pixel covers ``ZOOM`` x
 ``ZOOM`` pixels of the PNG: SR methods differ in single pixels."""
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from srlib import logbook
 from srlib.data.io import atomic_path
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) in pixels
@@ -33,16 +33,8 @@ def save(fig, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- training curves
 
 def load_metrics(logdir: str | Path) -> dict[str, list[dict]]:
-    """A run's ``metrics.jsonl`` records by kind: ``{"train", "val", "note"}`` (one run per
-    file: a fresh start in a logdir clears it, a resumed run continues it)."""
-    path = Path(logdir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.jsonl in {logdir}: has this run been trained?")
-    out: dict[str, list[dict]] = {"train": [], "val": [], "note": []}
-    for line in filter(str.strip, path.read_text(encoding="utf-8").splitlines()):
-        record = json.loads(line)
-        out.setdefault(record["kind"], []).append(record)
-    return out
+    """A run's ``metrics.jsonl`` records by kind: ``{"train", "val", "note"}``."""
+    return logbook.read(logdir)
 
 
 def _plot(ax, records: Sequence[Mapping], key: str, style: str = "-", label: str | None = None,

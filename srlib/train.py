@@ -1,32 +1,35 @@
-"""Training: build everything from the config in order, then one loop you can read at once.
+"""Training: one loop you can read at once, and its two steps.
 
-Read :func:`train`, :func:`fit`, then the step the config's solver names: :func:`standard_step`
-or :func:`gan_step`; the networks are in ``srlib/models/``, the losses in ``srlib/losses.py``.
-The rest makes a long run safe to leave alone: losses checked for NaN before anything is saved,
-atomic checkpoints that resume exactly after a kill, and the same decisions on every DDP rank.
+Read :class:`Run` (what the loop holds), :func:`fit` (the loop), then the step the config's
+solver names: :func:`standard_step` or :func:`gan_step`. G and D are each a :class:`Network`,
+built the same way by :func:`network`; the architectures are in ``srlib/models/``, the losses
+in ``srlib/losses.py``. :func:`make_run` builds a run from a config, :func:`train` claims its
+logdir and fits it. The rest makes a long run safe to leave alone: losses checked for NaN before
+anything is saved, atomic checkpoints that resume exactly after a kill, SIGINT and SIGTERM
+ending in a saved ``last.pt``, and the same decisions on every DDP rank.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import math
 import os
+import signal
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
+from torch import nn
 
-try:  # optional: pip install srlib[tensorboard], then `tensorboard --logdir runs`
-    from torch.utils.tensorboard import SummaryWriter
-except ImportError:
-    SummaryWriter = None
-
-from srlib import build, checkpoint, config
-from srlib.build import Run
+from srlib import build, checkpoint, config, logdir
+from srlib.data.device_batches import DeviceBatches
+from srlib.data.io import write_text_atomic
 from srlib.data.sampler import make_batches
-from srlib.distributed import DistInfo
+from srlib.distributed import DistInfo, autocast, pick_device
 from srlib.evaluate import bicubic_baseline, score_model
-from srlib.inference import upscale
+from srlib.logbook import Logbook
+from srlib.losses import AdversarialLoss, CombinedLoss
 from srlib.metrics import summarize
 
 
@@ -34,80 +37,217 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is left untouched."""
 
 
-def autocast(run: Run):
-    """Mixed precision for forward passes (backward runs outside it)."""
-    if run.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if run.precision == "bf16" else torch.float16
-    return torch.autocast(run.device.type, dtype=dtype)
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run after saving ``last.pt``; ``signum`` says which."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
-def standard_step(run: Run, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+@dataclass
+class Network:
+    """A network being trained, G or D: the same five things, built by :func:`network`."""
+    module: nn.Module                # its weights: what checkpoints save and restore
+    wrapped: nn.Module               # the same module as a step calls it (DDP, compiled)
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None         # every iteration, or (a plateau one) every validation
+    scaler: torch.amp.GradScaler     # fp16 loss scaling; a no-op otherwise
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.wrapped(x)
+
+    def schedule(self, psnr: float | None = None) -> None:
+        """Step the learning-rate schedule: per-iteration ones when called without ``psnr``,
+        a plateau one (``reduce``, on validation Y-PSNR) only with it."""
+        plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if self.scheduler is not None and plateau == (psnr is not None):
+            self.scheduler.step(*([psnr] if plateau else []))
+
+
+class EMA:
+    """``ema = decay * ema + (1 - decay) * weights`` after every step; buffers (batch-norm
+    statistics) are copied. One fused foreach call over tensor lists gathered once: torch's
+    ``AveragedModel`` walks the module tree each step, which costs more than a GPU step."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        buffers = [(e, m) for e, m in zip(self.module.buffers(), model.buffers())
+                   if e.is_floating_point()]
+        self._pairs = (list(self.module.parameters()), list(model.parameters()),
+                       [e for e, _ in buffers], [m for _, m in buffers])
+
+    @torch.no_grad()
+    def update(self) -> None:
+        ema_p, model_p, ema_b, model_b = self._pairs
+        torch._foreach_lerp_(ema_p, model_p, 1.0 - self.decay)
+        if ema_b:
+            torch._foreach_copy_(ema_b, model_b)
+
+
+@dataclass
+class Run:
+    """Everything the loop uses, built once by :func:`make_run`."""
+    cfg: config.Config
+    dist: DistInfo
+    device: torch.device
+    g: Network                          # the generator
+    d: Network | None                   # the discriminator (solver "gan")
+    ema: EMA | None                     # G's average: validated, saved and published
+    content_loss: CombinedLoss          # pixel and perceptual terms, weighted
+    adversarial: AdversarialLoss | None
+    adv_weight: float
+    data: object                        # PairedPatchDataset, or DeviceBatches of it
+    val_set: object                     # BenchmarkDataset of the held-aside images, or None
+    total: int                          # iterations this run trains for
+    log: Logbook
+    iteration: int = 0
+    best_psnr: float = -math.inf
+
+    @property
+    def precision(self) -> str:
+        """What autocast uses: the config's on a GPU, fp32 on a CPU."""
+        return self.cfg.precision if self.device.type == "cuda" else "fp32"
+
+    def networks(self) -> dict[str, Network]:
+        return {"g": self.g} if self.d is None else {"g": self.g, "d": self.d}
+
+
+def network(module: nn.Module, cfg: config.Config, opt_cfg, sched_cfg, key: str,
+            device: torch.device, dist: DistInfo, total: int) -> Network:
+    """G or D made ready to train, the same way: on the device (channels_last when asked),
+    wrapped for DDP, compiled when asked (CUDA-graph modes on a GPU only), with its own
+    optimiser, schedule and fp16 loss scaler. ``key`` prefixes config keys in errors."""
+    module = module.to(device)
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    wrapped = dist.wrap(module)
+    if cfg.compile and (device.type == "cuda" or cfg.compile in (True, "default")):
+        wrapped = torch.compile(wrapped, mode=None if cfg.compile is True else cfg.compile)
+    optimizer = build.optimizer(opt_cfg, module.parameters(), f"{key}optimizer")
+    return Network(module, wrapped, optimizer,
+                   build.scheduler(sched_cfg, optimizer, total, f"{key}scheduler"),
+                   torch.amp.GradScaler(device.type, enabled=device.type == "cuda"
+                                        and cfg.precision == "fp16"))
+
+
+def make_run(cfg: config.Config, device: str | None = None, dist: DistInfo | None = None,
+             progress: bool = True) -> Run:
+    """Everything a run needs, in order: G (from generator_path), the data, the losses, D for
+    a GAN, then the state of the checkpoint being resumed. Writes nothing."""
+    build.check(cfg)
+    dist, batch = dist or DistInfo(), cfg.dataset.params.batch_size
+    if batch % dist.world_size:
+        raise config.ConfigError(
+            f'key "dataset.params.batch_size": {batch} does not split evenly over the '
+            f"{dist.world_size} processes of this torchrun run (each rank takes an equal share "
+            f"of the global batch); use a multiple of {dist.world_size}")
+    device = torch.device(device or pick_device(cfg.device, dist.local_rank))
+    torch.manual_seed(cfg.seed)
+    g = build.model(cfg)
+    if cfg.generator_path and not cfg.checkpoint:  # before the EMA copy is made from it
+        # the trained weights, not their EMA: what BasicSR's GAN recipes start from
+        weights = checkpoint.read_generator(cfg.generator_path, prefer_ema=False)[1]
+        checkpoint.load_weights(g, weights, f'"generator_path" {cfg.generator_path}')
+    data = build.train_dataset(cfg, dist, progress)
+    total = cfg.iterations or (cfg.epochs * math.ceil(len(data) / batch)
+                               if cfg.epochs else 10**9)  # else bounded by max_minutes only
+    log = Logbook(cfg.logdir, total, dist.is_main, progress)
+    gpu_only = [f"{key}={json.dumps(value)}" for key, value, cpu in (
+        ("precision", cfg.precision, ("fp32",)), ("compile", cfg.compile, (False, True, "default")))
+        if value not in cpu]
+    if device.type != "cuda" and gpu_only:  # GPU settings of a full config
+        log.note(f"on {device.type}, {' and '.join(gpu_only)} are GPU settings: this run "
+                 "uses eager fp32")
+    if cfg.dataset.on_device:  # the whole set as uint8 on the device (see its module)
+        data = DeviceBatches(data, device, progress=progress and dist.is_main)
+    content = build.content_loss(cfg).to(device)
+    if any(getattr(m, "random_weights", False) for m in content.terms.values()):
+        log.note("VGG19 weights are RANDOM (pretrained ones could not be loaded and the config "
+                 "sets allow_random_vgg): perceptual-loss values and textures are not meaningful")
+    val = cfg.validation
+    run = Run(cfg=cfg, dist=dist, device=device, d=None, ema=None, content_loss=content,
+              g=network(g, cfg, cfg.optimizer, cfg.scheduler, "", device, dist, total),
+              adversarial=None, adv_weight=0.0, data=data, total=total, log=log,
+              val_set=val and build.eval_dataset(val.root, cfg.scale, val.name))
+    run.ema = EMA(run.g.module, cfg.ema_decay) if cfg.ema_decay else None
+    if cfg.solver == "gan":
+        run.adv_weight, run.adversarial = build.adversarial(cfg)
+        d = cfg.discriminator
+        run.d = network(build.discriminator(cfg), cfg, d.optimizer, d.scheduler,
+                        "discriminator.", device, dist, total)
+        if not cfg.generator_path and not cfg.checkpoint:
+            log.note("GAN generator starts from random weights (no generator_path); SRGAN is "
+                     "meant to start from a trained SRResNet")
+    if cfg.checkpoint:
+        checkpoint.restore(run, cfg.checkpoint)
+    return run
+
+
+def standard_step(g: Network, loss: CombinedLoss, lr: torch.Tensor, hr: torch.Tensor,
+                  precision: str = "fp32") -> dict:
     """One update of G on the weighted content loss (SRResNet, MSRResNet)."""
-    if not run.model.training:  # validation switched it to eval; a walk over every module
-        run.net.train()         # costs ~1 ms of host time, so not on every step
-    with autocast(run):
-        sr = run.net(lr)
-    total, terms = run.loss(sr.float(), hr)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(total).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
+    with autocast(lr.device.type, precision):
+        sr = g(lr)                           # (N, 3, h, w) -> (N, 3, s*h, s*w)
+    total, terms = loss(sr.float(), hr)      # the loss in fp32, whatever autocast computed
+    g.optimizer.zero_grad(set_to_none=True)
+    g.scaler.scale(total).backward()
+    g.scaler.step(g.optimizer)
+    g.scaler.update()
     return {"loss": total.detach(), **terms}
 
 
-def gan_step(run: Run, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+def gan_step(g: Network, d: Network, loss: CombinedLoss, adversarial: AdversarialLoss,
+             adv_weight: float, lr: torch.Tensor, hr: torch.Tensor,
+             precision: str = "fp32") -> dict:
     """One update of G (content + weighted adversarial loss, D frozen), then one of D
     (real HR against the detached SR). D(real) and D(fake) are logged as probabilities."""
-    if not (run.model.training and run.d.training):
-        run.net.train()
-        run.d_net.train()
-    run.d.requires_grad_(False)  # G's loss flows through D, but D's weights are not G's to move
-    with autocast(run):
-        sr = run.net(lr)
-        fake_logits = run.d_net(sr).float()
+    d.module.requires_grad_(False)  # G's loss flows through D, but D's weights are not G's
+    with autocast(lr.device.type, precision):
+        sr = g(lr)                           # (N, 3, s*h, s*w)
+        fake_logits = d(sr).float()          # (N, 1)
         # only the relativistic loss judges SR against D(HR); the vanilla one needs D(SR) alone
-        real_logits = (run.d_net(hr).detach().float()
-                       if run.adversarial.needs_real_logits else None)
-    content, terms = run.loss(sr.float(), hr)
-    adv = run.adversarial.generator_loss(real_logits, fake_logits)
-    g_loss = content + run.adv_weight * adv
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(g_loss).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
+        real_logits = d(hr).detach().float() if adversarial.needs_real_logits else None
+    content, terms = loss(sr.float(), hr)
+    adv = adversarial.generator_loss(real_logits, fake_logits)
+    g_loss = content + adv_weight * adv
+    g.optimizer.zero_grad(set_to_none=True)
+    g.scaler.scale(g_loss).backward()
+    g.scaler.step(g.optimizer)
+    g.scaler.update()
 
-    run.d.requires_grad_(True)
-    with autocast(run):
-        real_logits = run.d_net(hr)
-        fake_logits = run.d_net(sr.detach())  # detach: D's loss must not reach G
-    d_loss = run.adversarial.discriminator_loss(real_logits.float(), fake_logits.float())
-    run.d_optimizer.zero_grad(set_to_none=True)
-    run.d_scaler.scale(d_loss).backward()
-    run.d_scaler.step(run.d_optimizer)
-    run.d_scaler.update()
-    if run.d_scheduler is not None:
-        run.d_scheduler.step()
+    d.module.requires_grad_(True)
+    with autocast(lr.device.type, precision):
+        real_logits = d(hr).float()
+        fake_logits = d(sr.detach()).float()  # detach: D's loss must not reach G
+    d_loss = adversarial.discriminator_loss(real_logits, fake_logits)
+    d.optimizer.zero_grad(set_to_none=True)
+    d.scaler.scale(d_loss).backward()
+    d.scaler.step(d.optimizer)
+    d.scaler.update()
     return {"loss": g_loss.detach(), **terms, "adversarial": adv.detach(),
-            "d_loss": d_loss.detach(),
-            "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
-            "d_fake": torch.sigmoid(fake_logits.detach().float()).mean()}
-
-
-STEPS = {"std": standard_step, "gan": gan_step}
+            "d_loss": d_loss.detach(), "d_real": torch.sigmoid(real_logits.detach()).mean(),
+            "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
 
 
 def train(cfg: config.Config | str, overrides: list[str] | None = None, progress: bool = True,
           device: str | None = None, overwrite: bool = False) -> dict:
     """Train; returns a summary with the best validation Y-PSNR and, on the same images,
     bicubic's. An unfinished run in the logdir is resumed; a finished one is kept (an error)
-    unless ``overwrite``."""
+    unless ``overwrite``, which replaces it only once the new run is built."""
     cfg = cfg if isinstance(cfg, config.Config) else config.load(cfg, overrides)
+    build.check(cfg)
     dist = DistInfo.from_environment()
     try:
-        cfg = checkpoint.claim_logdir(cfg, overwrite, dist.is_main)
-        dist.barrier()
-        summary = fit(build.run(cfg, device, dist, progress))
+        with logdir.claim(cfg, overwrite, dist.is_main) as (cfg, fresh):
+            run = make_run(cfg, device, dist, progress)
+            dist.check_same(run.iteration, run.device, "the iteration to resume from (resuming "
+                            "a multi-host run needs a logdir every host sees)")
+            if fresh and dist.is_main:  # only now, with the new run built, may the old go
+                logdir.clear(cfg.logdir)
+            dist.barrier()
+            summary = fit(run)
         if cfg.validation is not None and dist.is_main:
             rows = bicubic_baseline(cfg.validation.root, cfg.scale,
                                     max_images=cfg.validation.max_images)
@@ -118,71 +258,95 @@ def train(cfg: config.Config | str, overrides: list[str] | None = None, progress
         dist.close()
 
 
-def batches(run: Run):
-    """Batches from the current iteration on, a pure function of (seed, iteration)."""
-    return make_batches(run.train_set, run.cfg.dataset.params, run.cfg.seed, run.total,
-                        run.iteration, run.dist.rank, run.dist.world_size, run.device_batches)
-
-
 def fit(run: Run) -> dict:
-    """The loop: step, EMA, schedule; every ``log_every`` a log line, every
+    """The loop: step, EMA, schedules; every ``log_every`` a log line, every
     ``validation.every`` a validation (best.pt), every ``save_every`` last.pt."""
-    cfg, dist = run.cfg, run.dist
-    step = STEPS[cfg.solver]
-    val_set = (build.eval_dataset(cfg.validation.name, cfg.validation.root, cfg.scale)
-               if cfg.validation is not None else None)
+    cfg, dist, log = run.cfg, run.dist, run.log
     if dist.is_main:
-        config.save(cfg)
-        run.writer = SummaryWriter(cfg.logdir) if SummaryWriter is not None else None
-        for note in run.notes:
-            print(f"NOTE: {note}", flush=True)
-            checkpoint.append_log(run, {"kind": "note", "iteration": run.iteration, "text": note})
-    if val_set is not None and run.iteration == 0:
-        _validate(run, val_set)  # where the curves start: the untrained (or loaded) model
-    started = time.monotonic()
+        write_text_atomic(os.path.join(cfg.logdir, "config.json"), config.dumps(cfg))
+    log.start(run.iteration, config.dumps(cfg), f"{cfg.model} ({cfg.solver})")
+    for net in run.networks().values():
+        net.wrapped.train()
+    if run.val_set is not None and run.iteration == 0:
+        validate(run)  # where the curves start: the untrained (or loaded) model
+    started = window_start = time.monotonic()
     deadline = started + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
-    bar = tqdm(total=run.total, initial=run.iteration, unit="it", dynamic_ncols=True,
-               desc=f"{cfg.model} ({cfg.solver})", disable=not (run.progress and dist.is_main))
-    stopped_by_time, window, window_start = False, [], time.monotonic()
-    for batch in batches(run):  # this rank's share of each iteration's batch, resumable
-        lr, hr = _to_device(run, batch["lr"]), _to_device(run, batch["hr"])
-        window.append(step(run, lr, hr))  # tensors: the host does not wait for the device
-        run.iteration += 1
-        if run.ema is not None:
-            run.ema.update()
-        if run.scheduler is not None and not _on_plateau(run.scheduler):
-            run.scheduler.step()
-        bar.update(1)
-        logging = run.iteration % cfg.log_every == 0 or run.iteration == run.total
-        validating = val_set is not None and run.iteration % cfg.validation.every == 0
-        saving = run.iteration % cfg.save_every == 0
-        if logging or validating or saving:
-            _settle(run, window)  # one read-back; stops on NaN before anything is saved
-        if logging:
-            _log_window(run, window, time.monotonic() - window_start, bar, deadline)
-            window, window_start = [], time.monotonic()
-        if validating:
-            _validate(run, val_set)
-        if saving:
-            checkpoint.save_run(run, "last")
-        # Under DDP the ranks' clocks disagree: stop all when any is out of time, or the
-        # others would wait forever in the next step's all-reduce.
-        if math.isfinite(deadline) and dist.any(time.monotonic() > deadline, run.device):
-            stopped_by_time = True
-            break
-    bar.close()
+    window, stop, stopped = [], {}, None
+    with _catch_stop_signals(stop):
+        for batch in make_batches(run.data, cfg.dataset.params, cfg.seed, run.total,
+                                  run.iteration, dist.rank, dist.world_size):
+            lr, hr = _to_device(run, batch["lr"]), _to_device(run, batch["hr"])
+            if run.d is None:
+                logs = standard_step(run.g, run.content_loss, lr, hr, run.precision)
+            else:
+                logs = gan_step(run.g, run.d, run.content_loss, run.adversarial, run.adv_weight,
+                                lr, hr, run.precision)
+            window.append(logs)  # tensors: the host does not wait for the device
+            run.iteration += 1
+            if run.ema is not None:
+                run.ema.update()
+            for net in run.networks().values():
+                net.schedule()
+            log.step()
+            logging = run.iteration % cfg.log_every == 0 or run.iteration == run.total
+            validating = run.val_set is not None and run.iteration % cfg.validation.every == 0
+            saving = run.iteration % cfg.save_every == 0
+            if logging or validating or saving:
+                _read_back(run, window)  # one read-back; stops on NaN before anything is saved
+            if logging:
+                _log_window(run, window, time.monotonic() - window_start, deadline)
+                window, window_start = [], time.monotonic()
+            if validating:
+                validate(run)
+            if saving:
+                checkpoint.save_run(run, "last")
+            reason = stop.get("name") or ("max_minutes" if time.monotonic() > deadline else None)
+            if dist.enabled:  # the ranks agree at a log point to stop at one iteration, or
+                # the others would wait forever in the next all-reduce
+                agreed = logging and dist.any(reason is not None, run.device)
+                reason = (reason or "a stop on another rank") if agreed else None
+            if reason:
+                stopped = reason
+                break
     if window:
-        _settle(run, window)
-        _log_window(run, window, time.monotonic() - window_start, None, deadline)
-    if val_set is not None and run.iteration % cfg.validation.every != 0:
-        _validate(run, val_set)
+        _read_back(run, window)
+        _log_window(run, window, time.monotonic() - window_start, deadline)
+    if stopped not in (None, "max_minutes"):  # a signal: save, unfinished, and say how to go on
+        checkpoint.save_run(run, "last")
+        message = (f"stopped by {stopped} at iteration {run.iteration}: last.pt saved; run the "
+                   "same command again to resume")
+        log.say(message)
+        log.close()
+        dist.barrier()
+        raise Interrupted(stop.get("signum", signal.SIGTERM), message)
+    if run.val_set is not None and run.iteration % cfg.validation.every != 0:
+        validate(run)
     checkpoint.save_run(run, "last", finished=True)
-    if run.writer is not None:
-        run.writer.close()
+    log.close()
     dist.barrier()
     return {"iterations": run.iteration, "minutes": (time.monotonic() - started) / 60,
-            "stopped_by_time": stopped_by_time, "best_val_psnr_y": run.best_psnr,
-            "logdir": cfg.logdir, "notes": list(run.notes)}
+            "stopped_by_time": stopped == "max_minutes", "best_val_psnr_y": run.best_psnr,
+            "logdir": cfg.logdir, "notes": list(log.notes)}
+
+
+@contextlib.contextmanager
+def _catch_stop_signals(stop: dict):
+    """SIGINT and SIGTERM (what a cloud machine sends before it stops) set ``stop`` and the
+    loop ends after the current iteration, saving; a second signal interrupts at once."""
+    def handler(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.update(signum=signum, name=signal.Signals(signum).name)
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals stay with whoever has them
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _to_device(run: Run, x: torch.Tensor) -> torch.Tensor:
@@ -190,11 +354,7 @@ def _to_device(run: Run, x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if run.cfg.channels_last else x
 
 
-def _on_plateau(scheduler) -> bool:
-    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-
-def _settle(run: Run, window: list[dict]) -> None:
+def _read_back(run: Run, window: list[dict]) -> None:
     """Turn the window's logged tensors into floats with one read-back, and raise
     :class:`TrainingDiverged` at the first non-finite value."""
     slots = [(logs, k) for logs in window for k, v in logs.items() if torch.is_tensor(v)]
@@ -206,60 +366,42 @@ def _settle(run: Run, window: list[dict]) -> None:
     for offset, logs in enumerate(window):
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
         if bad:
-            last = Path(run.cfg.logdir) / "last.pt"
-            kept = (f"the last good checkpoint {last} is intact" if last.exists() else
+            last = os.path.join(run.cfg.logdir, "last.pt")
+            kept = (f"the last good checkpoint {last} is intact" if os.path.exists(last) else
                     "no checkpoint had been written yet")
             raise TrainingDiverged(
                 f"loss became non-finite at iteration {first + offset} ({bad}); training "
                 f"stopped and {kept}. Lower the learning rate, or use precision fp32.")
 
 
-def _log_window(run: Run, window: list[dict], seconds: float, bar, deadline: float) -> None:
-    """A line in metrics.jsonl (and TensorBoard); without a bar, now and then a status line."""
+def _log_window(run: Run, window: list[dict], seconds: float, deadline: float) -> None:
+    """The window's means over the whole batch (each rank saw its share) into the logbook."""
     keys = list(window[0])
-    means = [sum(w[k] for w in window) / len(window) for k in keys]
-    # Each rank saw its share of the batch: log the whole batch's figures (their mean).
-    means = dict(zip(keys, run.dist.mean(means, run.device)))
-    rate, lr = len(window) / max(1e-9, seconds), run.optimizer.param_groups[0]["lr"]
-    if bar is not None:
-        bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
-    record = {"kind": "train", "iteration": run.iteration, **means, "it_per_s": rate, "lr": lr}
-    checkpoint.append_log(run, record)
-    if run.writer is not None:
-        for key in (*keys, "lr"):
-            run.writer.add_scalar(f"train/{key}", record[key], run.iteration)
-    every = max(1, run.total // (20 * run.cfg.log_every))
-    if not run.progress and run.dist.is_main and run.iteration % (every * run.cfg.log_every) == 0:
-        eta = min((run.total - run.iteration) / rate, deadline - time.monotonic())
-        print(f"iteration {run.iteration}/{run.total}  loss {means['loss']:.4f}  lr {lr:.2e}  "
-              f"{rate:.1f} it/s  ETA {eta / 60:.1f} min", flush=True)
+    means = dict(zip(keys, run.dist.mean([sum(w[k] for w in window) / len(window)
+                                          for k in keys], run.device)))
+    rate = len(window) / max(1e-9, seconds)
+    eta = min((run.total - run.iteration) / rate, deadline - time.monotonic())
+    run.log.train(run.iteration, means, rate, run.g.optimizer.param_groups[0]["lr"], eta,
+                  run.cfg.log_every)
 
 
-def _validate(run: Run, val_set) -> None:
-    """Rank 0 scores the EMA weights (or the model's); every rank gets the Y-PSNR, so a
-    plateau scheduler and best.pt decide alike on all of them."""
-    psnr_y = 0.0
+def validate(run: Run) -> None:
+    """Rank 0 scores the EMA weights (or G's); every rank gets the Y-PSNR, so plateau
+    schedules and best.pt decide alike on all of them."""
+    psnr_y, scores, images = 0.0, {}, {}
     if run.dist.is_main:
-        rows = score_model(run.ema.module if run.ema else run.model, val_set,
-                           max_images=run.cfg.validation.max_images)
+        rows = score_model(run.ema.module if run.ema else run.g.module, run.val_set,
+                           max_images=run.cfg.validation.max_images, keep=images)
         scores = {k: v for k, v in summarize(rows).items() if k != "name"}
-        checkpoint.append_log(run, {"kind": "val", "iteration": run.iteration, **scores})
         psnr_y = scores["psnr_y"]
-        if run.writer is not None:
-            for key, value in scores.items():
-                run.writer.add_scalar(f"val/{key}", value, run.iteration)
-            for item in val_set.items[:min(3, run.cfg.validation.max_images or 3)]:
-                sr = upscale(run.ema.module if run.ema else run.model, item["lr"], val_set.scale)
-                run.writer.add_image(f"val/{item['name']}", sr, run.iteration)
     psnr_y = run.dist.broadcast(psnr_y, run.device)  # the others wait here for rank 0
-    if _on_plateau(run.scheduler):
-        run.scheduler.step(psnr_y)
+    for net in run.networks().values():
+        net.schedule(psnr_y)
     if psnr_y > run.best_psnr:
         run.best_psnr = psnr_y
         checkpoint.save_run(run, "best")
-    if not run.progress and run.dist.is_main:
-        print(f"validation at {run.iteration}: {run.cfg.validation.name} Y-PSNR {psnr_y:.2f} dB"
-              f" (best {run.best_psnr:.2f})", flush=True)
+    run.log.validation(run.iteration, run.cfg.validation.name, scores, run.best_psnr,
+                       dict(list(images.items())[:3]))
     run.dist.barrier()
 
 

@@ -46,7 +46,7 @@ def write_config(project, name, **changes):
 def write_checkpoint(path, model):
     """An srlib checkpoint holding just what ``load_generator`` reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save({"format": checkpoint.FORMAT, "model": model.state_dict(),
+    checkpoint.save({"format": checkpoint.FORMAT, "networks": {"g": {"weights": model.state_dict()}},
                      "config": {"model": "msrresnet", "scale": 4,
                                 "model_params": {"num_feat": 4, "num_block": 1}}}, path)
 

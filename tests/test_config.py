@@ -7,6 +7,7 @@ import pytest
 from srlib import build
 from srlib import config as config_mod
 from srlib.config import ConfigError
+from srlib.train import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +73,11 @@ def test_loss_list_with_weights_and_adversarial_shorthand(tmp_path):
     assert gan.discriminator.name == "srgan"  # default discriminator filled in
 
 
-def test_save_round_trip(tmp_path):
+def test_dumps_round_trip(tmp_path):
     cfg = config_mod.load(write(tmp_path, ORIGINAL))
-    saved = config_mod.save(cfg, tmp_path / "run")
+    saved = tmp_path / "run" / "config.json"
+    saved.parent.mkdir()
+    saved.write_text(config_mod.dumps(cfg))
     again = config_mod.load(saved)
     assert again == cfg
 
@@ -87,6 +90,42 @@ def test_overrides(tmp_path):
     assert cfg.dataset.params.shuffle is False
     with pytest.raises(ConfigError, match="key=value"):
         config_mod.load(write(tmp_path, ORIGINAL), ["iterations"])
+
+
+def test_an_override_inside_a_default_section_keeps_its_other_defaults(tmp_path):
+    """--set optimizer.params.lr on a config without optimizer.params used to replace the
+    default {"lr", "betas"} by {"lr"} alone, silently changing the betas to torch's."""
+    data = {k: v for k, v in ORIGINAL.items() if k != "optimizer"}
+    cfg = config_mod.load(write(tmp_path, data), ["optimizer.params.lr=5e-4",
+                                                  "discriminator.params.num_feat=16"])
+    assert cfg.optimizer.params == {"lr": 5e-4, "betas": [0.9, 0.99]}
+    assert cfg.discriminator.optimizer.params == {"lr": 1e-4, "betas": [0.9, 0.99]}
+    cfg = config_mod.load(write(tmp_path, dict(data, optimizer={"name": "adamw"})),
+                          ["optimizer.params.weight_decay=0.01"])
+    assert cfg.optimizer.name == "adamw"
+    assert cfg.optimizer.params == {"lr": 1e-4, "betas": [0.9, 0.99], "weight_decay": 0.01}
+
+
+@pytest.mark.parametrize("loss_fn,key", [([5], "loss_fn[0]"), (["l1", [2]], "loss_fn[1]"),
+                                         ([], "loss_fn"), (7, "loss_fn")])
+def test_a_loss_term_that_is_not_a_name_or_an_object_is_one_line(tmp_path, loss_fn, key):
+    msg = error_of(tmp_path, dict(ORIGINAL, loss_fn=loss_fn))
+    assert f'key "{key}"' in msg and "\n" not in msg
+
+
+def test_values_out_of_range_for_their_type(tmp_path):
+    assert "64 bits" in error_of(tmp_path, dict(ORIGINAL, seed=2**70))
+    assert "finite" in error_of(tmp_path, dict(ORIGINAL, max_minutes=float("inf")))
+    assert 'key "logdir": empty' in error_of(tmp_path, dict(ORIGINAL, logdir=" "))
+
+
+def test_a_config_file_that_is_not_utf8_or_not_a_file_is_one_line(tmp_path):
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"logdir": "café"}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        config_mod.load(latin)
+    with pytest.raises(ConfigError, match="Is a directory"):
+        config_mod.load(tmp_path)
 
 
 def test_invalid_json_names_line_and_column(tmp_path):
@@ -171,6 +210,6 @@ def test_bad_builder_parameters_are_one_line_naming_the_key(tmp_path, change, ke
                 dataset={"root": str(ROOT / "data/T91"), "name": "t91"}, validation=None)
     cfg = config_mod.load(write(tmp_path, dict(data, **change)))
     with pytest.raises(ConfigError) as info:
-        build.run(cfg, device="cpu", progress=False)
+        make_run(cfg, device="cpu", progress=False)
     message = str(info.value)
-    assert f'key "{key}"' in message and hint in message and "\n" not in message
+    assert f'key "{key}' in message and hint in message and "\n" not in message

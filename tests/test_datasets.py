@@ -13,9 +13,9 @@ from PIL import Image
 from srlib.config import ConfigError, LoaderParams
 from srlib.data import datasets
 from srlib.data.augment import dihedral
-from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset, gray_from_rgb
+from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
 from srlib.data.imresize import make_lr
-from srlib.data.io import ImageReadError, load_image, save_image
+from srlib.data.io import ImageReadError, gray_from_rgb, load_image, save_image
 from srlib.data.sampler import make_batches
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -57,28 +57,30 @@ def set5_pairs():
     return [full_pair(p) for p in sorted(SET5.glob("*.png"))]
 
 
-def test_shapes_dtypes_ranges_and_virtual_length():
-    ds = PairedPatchDataset(SET5, patch_size=96, length=12)
-    assert len(ds) == 12
-    for i in (0, 7, 11):
-        item = ds[i]
+def test_shapes_dtypes_ranges_and_items_named_by_their_seed():
+    ds = PairedPatchDataset(SET5, patch_size=96)
+    assert len(ds) == 5
+    for k, seed in ((0, 0), (3, 7), (4, 11)):
+        item = ds[(k, seed)]
         assert item["lr"].shape == (3, 24, 24) and item["hr"].shape == (3, 96, 96)
         assert item["lr"].dtype == torch.float32 and item["hr"].dtype == torch.float32
         for t in item.values():
             assert 0.0 <= t.min() and t.max() <= 1.0 and t.std() > 0
+        torch.manual_seed(seed + 1)  # the global RNG plays no part
+        assert torch.equal(ds[(k, seed)]["hr"], item["hr"])
+    assert not torch.equal(ds[(0, 0)]["hr"], ds[(0, 1)]["hr"])
     with pytest.raises(IndexError):
-        ds[12]
+        ds[(5, 0)]
 
 
 def test_crop_is_aligned_with_full_image_lr(set5_pairs):
     """Without augmentation the LR patch is a crop of make_lr(HR), and the HR patch
-    is the crop at scale x the same position; index n + k wraps to image k."""
+    is the crop at scale x the same position."""
     n = len(set5_pairs)
-    ds = PairedPatchDataset(SET5, patch_size=96, augment=False, length=2 * n)
-    torch.manual_seed(0)
+    ds = PairedPatchDataset(SET5, patch_size=96, augment=False)
     for i in range(2 * n):
         hr_full, lr_full = set5_pairs[i % n]
-        item = ds[i]
+        item = ds[(i % n, i)]
         lr, hr = to_uint8(item["lr"]), to_uint8(item["hr"])
         hits = find_patch(lr_full, lr)
         assert hits, f"LR patch {i} not found in its image's LR"
@@ -89,9 +91,8 @@ def test_crop_is_aligned_with_full_image_lr(set5_pairs):
 def test_crop_positions_are_random_and_cover_the_image(tmp_path, set5_pairs):
     shutil.copy(SET5 / "baby.png", tmp_path / "baby.png")
     lr_full = set5_pairs[0][1]
-    ds = PairedPatchDataset(tmp_path, patch_size=96, augment=False, length=40)
-    torch.manual_seed(2)
-    starts = [find_patch(lr_full, to_uint8(ds[i]["lr"]))[0] for i in range(len(ds))]
+    ds = PairedPatchDataset(tmp_path, patch_size=96, augment=False)
+    starts = [find_patch(lr_full, to_uint8(ds[(0, seed)]["lr"]))[0] for seed in range(40)]
     ys, xs = zip(*starts)
     span = lr_full.shape[0] - 24  # last valid start; baby is square
     assert len(set(ys)) > 20 and len(set(xs)) > 20
@@ -105,24 +106,22 @@ def test_every_start_including_the_last_is_reachable(tmp_path):
     hr = load_image(SET5 / "baby.png")
     Image.fromarray(hr[:100, :96]).save(tmp_path / "a.png")  # LR 25x24
     Image.fromarray(hr[:96, :96]).save(tmp_path / "b.png")  # LR 24x24
-    ds = PairedPatchDataset(tmp_path, patch_size=96, augment=False, length=40)
+    ds = PairedPatchDataset(tmp_path, patch_size=96, augment=False)
     lr_a = make_lr(hr[:100, :96], 4)[1]
-    torch.manual_seed(0)
-    starts = {find_patch(lr_a, to_uint8(ds[i]["lr"]))[0] for i in range(0, 40, 2)}
+    starts = {find_patch(lr_a, to_uint8(ds[(0, seed)]["lr"]))[0] for seed in range(20)}
     assert starts == {(0, 0), (1, 0)}
-    assert ds[1]["hr"].shape == (3, 96, 96)
+    assert ds[(1, 0)]["hr"].shape == (3, 96, 96)
 
 
 def test_augmentation_applies_one_dihedral_transform_to_both(set5_pairs):
     """Each returned LR patch is a dihedral variant of an aligned crop, and the HR patch
     is the same variant of the matching HR crop; all 8 variants actually occur."""
     n = len(set5_pairs)
-    ds = PairedPatchDataset(SET5, patch_size=48, augment=True, length=8 * n)
-    torch.manual_seed(1)
+    ds = PairedPatchDataset(SET5, patch_size=48, augment=True)
     seen = set()
-    for i in range(len(ds)):
+    for i in range(8 * n):
         hr_full, lr_full = set5_pairs[i % n]
-        item = ds[i]
+        item = ds[(i % n, i)]
         lr, hr = to_uint8(item["lr"]), to_uint8(item["hr"])
         found = set()
         for d in [(h, v, t) for h in (0, 1) for v in (0, 1) for t in (0, 1)]:
@@ -187,7 +186,7 @@ def test_small_images_are_skipped_with_one_warning(cache):
         assert f"patch_size={patch}" in msg and all(name in msg for name in too_small)
     else:
         assert not caught
-    assert ds[0]["hr"].shape == (3, patch, patch)
+    assert ds[(0, 0)]["hr"].shape == (3, patch, patch)
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -198,7 +197,7 @@ def test_t91_skips_its_one_tiny_image_at_patch_96(cache):
 
 
 def test_no_usable_image_names_folder_and_patch():
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"Set5.*patch_size=1024"):
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match=r"Set5.*patch_size=1024"):
         PairedPatchDataset(SET5, patch_size=1024, cache=False)
 
 
@@ -224,7 +223,7 @@ def test_corrupt_image_skipped_on_request(corrupt_folder):
 
 def test_single_channel_training_image_becomes_rgb(tmp_path):
     shutil.copy(SET14 / "bridge.png", tmp_path / "bridge.png")
-    lr = PairedPatchDataset(tmp_path, patch_size=96)[0]["lr"]
+    lr = PairedPatchDataset(tmp_path, patch_size=96)[(0, 0)]["lr"]
     assert lr.shape == (3, 24, 24)
     assert torch.equal(lr[0], lr[1]) and torch.equal(lr[0], lr[2])
 
@@ -245,7 +244,7 @@ def test_prepared_layout_loads_lr_files(tmp_path, cache):
     ds = PairedPatchDataset(tmp_path, patch_size=96, augment=False, cache=cache)
     assert ds.hr_dir == tmp_path / "HR" and len(ds) == 2
     for i, name in enumerate(["bird.png", "head.png"]):
-        lr = to_uint8(ds[i]["lr"])
+        lr = to_uint8(ds[(i, 0)]["lr"])
         assert find_patch(255 - full_pair(SET5 / name)[1], lr)
 
 
@@ -322,10 +321,7 @@ def test_cache_file_holds_the_decoded_pairs_and_is_reused(tmp_path, monkeypatch)
     monkeypatch.setattr(datasets, "load_image", no_decoding)
     again = PairedPatchDataset(tmp_path, patch_size=96)
     assert np.array_equal(again.pair(2)[0], ds.pair(2)[0])
-    torch.manual_seed(5)
-    patch = again[1]["hr"]
-    torch.manual_seed(5)
-    assert torch.equal(patch, ds[1]["hr"])  # the same crop from the same seed
+    assert torch.equal(again[(1, 5)]["hr"], ds[(1, 5)]["hr"])  # the same crop from the same seed
     assert not again.pair(0)[0].flags.writeable  # a view of the mapped file
 
 

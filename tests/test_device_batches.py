@@ -9,7 +9,7 @@ from conftest import tiny_config
 from srlib import config as config_mod
 from srlib.data.datasets import PairedPatchDataset
 from srlib.data.device_batches import DeviceBatches
-from srlib.data.sampler import IterationBatchSampler, SeededItems
+from srlib.data.sampler import IterationBatchSampler
 from srlib.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +31,11 @@ def test_device_batches_equal_the_cpu_loader_batches(t91_subset, device, augment
     on_device = DeviceBatches(PairedPatchDataset(t91_subset, patch_size=48, augment=augment,
                                                  cache=False), device)
     assert len(on_device.hr_images) == len(on_device.lr_images) == len(cpu_set.paths)
-    items = SeededItems(cpu_set)
     sampler = IterationBatchSampler(len(cpu_set), batch_size=8, seed=3, total=5)
     flipped = 0
     for batch_items in sampler:
         got = on_device.batch(batch_items)
-        want = [items[item] for item in batch_items]
+        want = [cpu_set[item] for item in batch_items]
         for key in ("lr", "hr"):
             assert got[key].device.type == device and got[key].dtype == torch.float32
             expected = torch.stack([w[key] for w in want])
@@ -59,6 +58,6 @@ def test_training_on_device_matches_the_dataloader_run(tmp_path):
                 .splitlines() if json.loads(line)["kind"] == "train"]
             for k, v in runs.items()}
     assert len(logs[True]) == 6 and logs[True] == logs[False]
-    a = torch.load(runs[False] / "last.pt", weights_only=True)["model"]
-    b = torch.load(runs[True] / "last.pt", weights_only=True)["model"]
+    a = torch.load(runs[False] / "last.pt", weights_only=True)["networks"]["g"]["weights"]
+    b = torch.load(runs[True] / "last.pt", weights_only=True)["networks"]["g"]["weights"]
     assert all(torch.equal(a[k], b[k]) for k in a)

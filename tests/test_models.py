@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from srlib.inference import load_generator
-from srlib.models import Discriminator, MSRResNet, SRResNet, count_parameters
-from srlib.models.basicsr import load_basicsr_msrresnet
+from srlib.models import MSRResNet, SRGANDiscriminator, SRResNet, count_parameters
+from srlib.pretrained import load_basicsr_msrresnet
 
 
 def conv(cin, cout, k, bias=True):
@@ -48,7 +48,7 @@ def test_untrained_srresnet_outputs_the_mean_colour():
         plain = SRResNet(num_feat=16, num_block=2, output_mean=None).eval()(lr).mean(dim=(0, 2, 3))
     assert torch.allclose(shifted, torch.tensor([0.4488, 0.4371, 0.4040]), atol=0.05)
     assert plain.abs().max() < 0.1
-    with pytest.raises(ValueError, match="output_mean has 2 values"):
+    with pytest.raises(ValueError, match='key "output_mean": 2 values'):
         SRResNet(output_mean=(0.5, 0.5))
 
 
@@ -98,8 +98,8 @@ def test_discriminator_parameter_count():
              + conv(512, 512, 3, False) + BN(512))                   # 4,687,232
     dense = lambda side: (512 * side * side * 1024 + 1024) + (1024 + 1)  # noqa: E731
     assert convs + dense(96 // 16) == 23_563_649
-    assert count_parameters(Discriminator()) == convs + dense(6)
-    assert count_parameters(Discriminator(input_size=128)) == convs + dense(8) == 38_243_713
+    assert count_parameters(SRGANDiscriminator()) == convs + dense(6)
+    assert count_parameters(SRGANDiscriminator(input_size=128)) == convs + dense(8) == 38_243_713
 
 
 def test_count_parameters_trainable_only():
@@ -192,12 +192,12 @@ def test_msrresnet_starts_close_to_bilinear():
 @pytest.mark.parametrize("make", [
     lambda: SRResNet(num_feat=16, num_block=2),
     lambda: MSRResNet(num_feat=16, num_block=2),
-    lambda: Discriminator(num_feat=8, input_size=32),
+    lambda: SRGANDiscriminator(num_feat=8, input_size=32),
 ])
 def test_state_dict_round_trip(make):
     torch.manual_seed(0)
     model = make()
-    size = 32 if isinstance(model, Discriminator) else 8
+    size = 32 if isinstance(model, SRGANDiscriminator) else 8
     x = torch.rand(2, 3, size, size)
     with torch.no_grad():
         model.train()(x)  # move BN running stats away from their defaults
@@ -315,7 +315,7 @@ def test_basicsr_bad_keys_are_listed():
 # ----------------------------------------------------------------------------- discriminator
 
 def test_discriminator_logit_shape_and_downsampling():
-    model = Discriminator(num_feat=8, input_size=48)
+    model = SRGANDiscriminator(num_feat=8, input_size=48)
     x = torch.rand(3, 3, 48, 48)
     assert model.features(x).shape == (3, 64, 3, 3)  # 8 * num_feat wide, halved 4 times
     logits = model(x)
@@ -324,15 +324,15 @@ def test_discriminator_logit_shape_and_downsampling():
 
 
 def test_discriminator_default_forward():
-    model = Discriminator().eval()
+    model = SRGANDiscriminator().eval()
     with torch.no_grad():
         assert model(torch.rand(2, 3, 96, 96)).shape == (2, 1)
 
 
 def test_discriminator_size_errors():
     with pytest.raises(ValueError, match="divisible by 16"):
-        Discriminator(input_size=100)
-    model = Discriminator(num_feat=8, input_size=96)
+        SRGANDiscriminator(input_size=100)
+    model = SRGANDiscriminator(num_feat=8, input_size=96)
     with pytest.raises(ValueError) as err:
         model(torch.rand(1, 3, 128, 128))
     msg = str(err.value)

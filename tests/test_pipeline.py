@@ -2,6 +2,7 @@
 run again, and the full path (the GPU configs) runs end to end at toy size on a CPU."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 from conftest import ROOT
 
@@ -113,3 +115,190 @@ def test_full_configs_run_through_the_notebooks_at_toy_size(tmp_path):
     assert (runs / "srgan_x4/discriminator.pt").exists()
     assert (results / "results_grid.png").stat().st_size > 10_000
     print(f"toy full pipeline: {time.time() - start:.0f} s")
+
+
+# ------------------------------------------- papermill's traces, runs/latest (run_pipeline.sh)
+STRIP = ROOT / "scripts" / "strip_papermill.py"
+PIPELINE = ROOT / "scripts" / "run_pipeline.sh"
+PIPELINE_NOTEBOOKS = ("01_data_preparation", "02_train_msrresnet", "03_train_srgan",
+                      "04_compare_results")
+
+
+def papermill_traces(path: Path) -> list[str]:
+    """What papermill leaves in a notebook it executed (what ../shared/tools/notebook_check.py
+    reports, and the per-cell timestamps)."""
+    nb = json.loads(path.read_text())
+    found = ["metadata.papermill"] if "papermill" in nb["metadata"] else []
+    for i, cell in enumerate(nb["cells"]):
+        meta = cell.get("metadata", {})
+        if "injected-parameters" in meta.get("tags", []):
+            found.append(f"cell {i}: injected-parameters")
+        found += [f"cell {i}: metadata.{key}" for key in ("papermill", "execution") if key in meta]
+    return found
+
+
+def small_notebook(path: Path, *cells: tuple[str, str, list[str]]) -> Path:
+    """A notebook of (cell_type, source, tags) cells, written by nbformat."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    for kind, source, tags in cells:
+        new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+        nb.cells.append(new(source, metadata={"tags": tags} if tags else {}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_strip_papermill_removes_its_traces_and_keeps_the_outputs(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    src = small_notebook(tmp_path / "src.ipynb",
+                         ("markdown", "# A chapter", []),
+                         ("code", "x = 1\noverwrite = False", ["parameters"]),
+                         ("code", "print('x is', x, 'overwrite is', overwrite)", ["keep-me"]))
+    out = tmp_path / "out.ipynb"
+    finish(subprocess.Popen(
+        [sys.executable, "-m", "papermill", str(src), str(out), "--kernel", "python3",
+         "--no-progress-bar", "-p", "x", "21", "-p", "overwrite", "True"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), timeout=300)
+    before = papermill_traces(out)
+    assert "metadata.papermill" in before and "cell 2: injected-parameters" in before
+    assert any(t.endswith("metadata.execution") for t in before), before
+
+    proc = subprocess.run([sys.executable, str(STRIP), str(out)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "papermill traces removed" in proc.stdout, proc.stderr
+    assert papermill_traces(out) == []
+    nb = nbformat.read(str(out), as_version=4)
+    nbformat.validate(nb)
+    assert [c.source for c in nb.cells] == ["# A chapter", "x = 1\noverwrite = False",
+                                            "print('x is', x, 'overwrite is', overwrite)"]
+    assert nb.cells[2].metadata.tags == ["keep-me"] and nb.cells[1].metadata.tags == ["parameters"]
+    assert nb.cells[2].outputs[0].text == "x is 21 overwrite is True\n"   # the run's outputs stay
+    assert nb.cells[2].execution_count == 3 and nb.metadata.kernelspec.name == "python3"
+
+    # a second run changes nothing, byte for byte; the layout is nbformat's
+    text = out.read_text()
+    again = subprocess.run([sys.executable, str(STRIP), str(out)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0 and "no papermill traces" in again.stdout
+    assert out.read_text() == text == nbformat.writes(nb) + "\n"
+
+    # opened and run by hand, the notebook now runs with its own parameters
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert nb.cells[2].outputs[0].text == "x is 1 overwrite is False\n"
+
+
+def test_committed_notebooks_carry_no_papermill_traces():
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert [p.stem for p in paths] == list(PIPELINE_NOTEBOOKS)
+    found = {p.name: papermill_traces(p) for p in paths}
+    assert found == {p.name: [] for p in paths}, \
+        f"run python scripts/strip_papermill.py notebooks/*.ipynb: {found}"
+
+
+# A stand-in for each pipeline notebook: the parameters run_pipeline.sh passes, a line that
+# shows what it got, a checkpoint where a training notebook would leave one; FAIL_<nn> in the
+# environment makes notebook <nn> fail.
+STAND_IN = """\
+import os
+from pathlib import Path
+assert not os.environ.get("FAIL_{nn}"), "asked to fail"
+print("{nn} overwrite=%s run_dir=%s" % (overwrite, run_dir))
+if run_dir and "{nn}" == "02":
+    (Path(run_dir) / "msrresnet").mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / "msrresnet" / "best.pt").write_text("weights")
+"""
+
+
+@pytest.fixture
+def pipeline_checkout(tmp_path):
+    """run_pipeline.sh and strip_papermill.py in a checkout of stand-in notebooks, without a
+    .venv: the script takes python3 from PATH, a wrapper of this interpreter (papermill)."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in (PIPELINE, STRIP):
+        shutil.copy2(script, repo / "scripts" / script.name)
+    for name in PIPELINE_NOTEBOOKS:
+        nn = name[:2]
+        small_notebook(repo / "notebooks" / f"{name}.ipynb",
+                       ("markdown", f"# Notebook {nn}", []),
+                       ("code", "overwrite = False\nrun_dir = None\nresults_dir = None",
+                        ["parameters"]),
+                       ("code", STAND_IN.format(nn=nn), []))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bindir / "python3").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(repo / "scripts" / "run_pipeline.sh"), *args],
+                              cwd=repo, env={**env, **extra_env}, capture_output=True,
+                              text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+    run.repo = repo
+    return run
+
+
+def test_pipeline_points_runs_latest_at_the_last_finished_run(pipeline_checkout):
+    run, runs = pipeline_checkout, pipeline_checkout.repo / "runs"
+    latest = runs / "latest"
+
+    def finished(*names: str) -> None:
+        for name in names:
+            folder = runs / name if name != "elsewhere" else runs.parent.parent / name
+            folder.mkdir(parents=True)
+            for nb in PIPELINE_NOTEBOOKS:
+                (folder / f".{nb}.done").touch()
+
+    proc = run("quick")                                  # into runs/<timestamp>/
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (first,) = [p.name for p in runs.iterdir() if p.name != "latest"]
+    assert proc.stdout.count("=== ") == 8, proc.stdout     # four notebooks ran
+    assert re.fullmatch(r"\d{8}-\d{6}", first)
+    assert latest.is_symlink() and os.readlink(latest) == first, "a relative link to the run"
+    assert (latest / "msrresnet" / "best.pt").read_text() == "weights"
+    assert (latest / "04_compare_results.ipynb").exists()
+    assert f"runs/latest -> {first}" in proc.stdout
+    assert "srlib eval --checkpoint runs/latest/msrresnet/best.pt --data data/Set5" in proc.stdout
+
+    # a later run replaces the link, atomically (no temporary link is left behind); its
+    # notebooks count as done already (a continued run), to keep this test short
+    finished("second", "elsewhere")
+    proc = run("quick", "runs/second")
+    assert proc.returncode == 0, proc.stderr
+    assert os.readlink(latest) == "second" and (latest / ".04_compare_results.done").exists()
+    assert sorted(p.name for p in runs.iterdir()) == sorted([first, "latest", "second"])
+
+    # continuing through the link works and keeps it; a failed run does not move it
+    proc = run("quick", "runs/latest")
+    assert proc.returncode == 0 and proc.stdout.count("skipped") == 4, proc.stderr
+    assert os.readlink(latest) == "second"
+    proc = run("quick", "runs/third", FAIL_01="1")
+    assert proc.returncode == 1 and "notebook 01_data_preparation failed" in proc.stderr
+    assert os.readlink(latest) == "second" and "runs/latest" not in proc.stdout
+    # a folder outside runs/ leaves it alone too
+    proc = run("quick", str(pipeline_checkout.repo.parent / "elsewhere"))
+    assert proc.returncode == 0, proc.stderr
+    assert os.readlink(latest) == "second" and "runs/latest" not in proc.stdout
+
+
+def test_pipeline_in_place_leaves_no_papermill_traces(pipeline_checkout):
+    run, notebooks = pipeline_checkout, pipeline_checkout.repo / "notebooks"
+    proc = run("quick", "notebooks")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in PIPELINE_NOTEBOOKS:
+        path = notebooks / f"{name}.ipynb"
+        assert papermill_traces(path) == [], name
+        nb = json.loads(path.read_text())
+        source = "".join(nb["cells"][1]["source"])                 # the parameters cell's own
+        assert source == "overwrite = False\nrun_dir = None\nresults_dir = None"
+        printed = "".join(nb["cells"][2]["outputs"][0]["text"])   # executed, outputs kept
+        retrains = name.startswith(("02", "03"))                   # -p overwrite True
+        assert printed == f"{name[:2]} overwrite={retrains} run_dir=None\n", printed
+    assert not list(notebooks.glob(".*.done")) and not (pipeline_checkout.repo / "runs").exists()

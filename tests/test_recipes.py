@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import ROOT, tiny_config
 
-from srlib.models import Discriminator, VGGStyleDiscriminator
+from srlib.models import SRGANDiscriminator, VGGStyleDiscriminator
 
 CARD = (ROOT / "docs/recipes.md").read_text()
 FULL = sorted(p.name for p in (ROOT / "configs").glob("*.json"))
@@ -52,8 +52,8 @@ def test_card_holds_every_training_value_of_the_config(name):
 def test_discriminator_parameter_counts():
     """The paper's D at BasicSR's 128-px patches is 2.6x BasicSR's VGG-style one."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(Discriminator(input_size=96)) == 23_563_649
-    assert count(Discriminator(input_size=128)) == 38_243_713
+    assert count(SRGANDiscriminator(input_size=96)) == 23_563_649
+    assert count(SRGANDiscriminator(input_size=128)) == 38_243_713
     assert count(VGGStyleDiscriminator(input_size=128)) == 14_499_401
 
 
@@ -95,5 +95,5 @@ def test_gan_configs_run_at_toy_size_from_their_psnr_run(tmp_path, psnr, gan):
                 "discriminator.params.num_feat=8")
     assert done.returncode == 0, done.stderr[-2000:]
     state = torch.load(tmp_path / "gan/last.pt", weights_only=True)
-    assert state["iteration"] == 2 and "discriminator" in state["extra"]
+    assert state["iteration"] == 2 and list(state["networks"]) == ["g", "d"]
     assert (state["ema"] is not None) == (gan == "srgan_x4.json")

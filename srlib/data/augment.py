@@ -1,6 +1,7 @@
 """Aligned random crops and dihedral augmentation for LR/HR training pairs, as uint8 numpy views
-(no copies; the conversion to float happens once, at the end). Draws come from one torch
-generator (the global one by default), which training seeds per item: see `sampler`."""
+(no copies; the conversion to float happens once, at the end). Each item's draws come from a
+generator seeded with that item's own seed (see `sampler`), on the CPU loader and on the device
+alike, so a seed always names the same patch."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import torch
 
 
 def draw_patch_params(lr_hw: tuple[int, int], lr_size: int, augment: bool,
-                      generator: torch.Generator | None = None) -> tuple[int, int, tuple]:
-    """(y, x, (hflip, vflip, transpose)) of one random aligned crop and dihedral transform: the
-    one place the draws happen, so the CPU loader and ``device_batches`` turn a seed into the
-    same patch. One call draws all five (the device path makes 16 per step on the host); 30-bit
-    draws modulo a few thousand positions are biased by under 1 in 10^5."""
+                      seed: int) -> tuple[int, int, tuple]:
+    """(y, x, (hflip, vflip, transpose)) of the aligned crop and dihedral transform that
+    ``seed`` draws: the one place the draws happen. One call draws all five; 30-bit draws
+    modulo a few thousand positions are biased by under 1 in 10^5."""
     h, w = lr_hw
+    generator = torch.Generator().manual_seed(seed)
     y, x, *bits = torch.randint(1 << 30, (5,), generator=generator).tolist()
     flips = tuple(bool(b & 1) for b in bits) if augment else (False, False, False)
     return y % (h - lr_size + 1), x % (w - lr_size + 1), flips

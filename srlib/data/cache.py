@@ -2,11 +2,14 @@
 takes minutes and about 24 GB; done once into this file, it is shared through the operating
 system's page cache by every process of a torchrun run (and by later runs), instead of each
 process holding its own decoded copy. The file is named by what it was made from (the images,
-the scale, `VERSION`), so a change makes a new file; delete the folder to reclaim the space."""
+the scale, `VERSION`), so a change makes a new file; delete the folder to reclaim the space.
+A cache that does not match its index (truncated, edited, half-deleted) is rebuilt, with a
+warning saying so."""
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,41 +30,71 @@ def _fingerprint(paths: list[tuple[Path, Path | None]], scale: int) -> dict:
     return {"version": VERSION, "scale": scale, "files": files}
 
 
+def _read_index(index_file: Path, data_file: Path, key: dict) -> dict | None:
+    """The index when it belongs to ``key`` and the data file has exactly its bytes, else None
+    (with a warning when a cache was there but is unusable)."""
+    if not index_file.is_file():
+        return None
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        layout = index["layout"]
+        size = sum(3 * (hh * hw + lh * lw) for _, hh, hw, _, lh, lw in layout)
+        if index["key"] == key and data_file.stat().st_size == size:
+            return index
+        if index["key"] != key:
+            return None  # made from other images: a new file, this one stays for them
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    warnings.warn(f"the decode cache {data_file} is damaged (truncated or its index unreadable):"
+                  " rebuilding it", stacklevel=3)
+    return None
+
+
 class DecodedCache:
-    """``pair(k)``: image k's ``(hr, lr)`` as read-only uint8 HxWx3 views of the mapped file."""
+    """``pair(k)``: image k's ``(hr, lr)`` as read-only uint8 HxWx3 views of the mapped file.
+    ``decode(k)`` returning None (a corrupt image the dataset may skip) leaves k out; such
+    indices are in ``skipped`` and ``pair`` takes the indices that remain, in order."""
 
     def __init__(self, folder: Path, paths: list[tuple[Path, Path | None]], scale: int,
-                 decode: Callable[[int], tuple[np.ndarray, np.ndarray]], progress: bool = False):
+                 decode: Callable[[int], tuple[np.ndarray, np.ndarray] | None],
+                 progress: bool = False):
         key = _fingerprint(paths, scale)
         name = f"x{scale}-{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]}"
         self.file, index_file = folder / f"{name}.u8", folder / f"{name}.json"
-        index = json.loads(index_file.read_text()) if index_file.is_file() else {}
-        if index.get("key") != key or not self.file.is_file():
+        index = _read_index(index_file, self.file, key)
+        if index is None:
             try:
-                index = {"key": key, "layout": self._build(len(paths), decode, progress)}
+                layout, skipped = self._build(len(paths), decode, progress)
+                index = {"key": key, "layout": layout, "skipped": skipped}
                 write_text_atomic(index_file, json.dumps(index))
             except OSError as err:
                 raise ConfigError(f'key "dataset.cache": cannot write the decoded images to '
                                   f"{folder} ({err}); make it writable or set it to false") from err
         self.layout = index["layout"]  # per image: [hr offset, h, w, lr offset, h, w]
+        self.skipped = set(index.get("skipped", []))
         self._mapped = None  # opened on first use in each process, never pickled
 
-    def _build(self, count: int, decode, progress: bool) -> list[list[int]]:
+    def _build(self, count: int, decode, progress: bool) -> tuple[list[list[int]], list[int]]:
         """Decode every pair (a few threads: PIL releases the GIL) and append it to the file,
         16 at a time, so that memory holds a few images, never the set."""
-        layout, offset = [], 0
+        layout, skipped, offset = [], [], 0
         with atomic_path(self.file) as tmp, open(tmp, "wb") as out, \
                 ThreadPoolExecutor(max_workers=8) as pool, \
                 tqdm(total=count, desc=f"decoding into {self.file}", unit="img",
                      disable=not progress) as bar:
-            chunks = (range(k, min(k + 16, count)) for k in range(0, count, 16))
-            for hr, lr in (pair for chunk in chunks for pair in pool.map(decode, chunk)):
-                layout.append([offset, *hr.shape[:2], offset + hr.size, *lr.shape[:2]])
-                out.write(np.ascontiguousarray(hr).tobytes())
-                out.write(np.ascontiguousarray(lr).tobytes())
-                offset += hr.size + lr.size
-                bar.update(1)
-        return layout
+            for start in range(0, count, 16):
+                chunk = range(start, min(start + 16, count))
+                for k, pair in zip(chunk, pool.map(decode, chunk)):
+                    bar.update(1)
+                    if pair is None:
+                        skipped.append(k)
+                        continue
+                    hr, lr = pair
+                    layout.append([offset, *hr.shape[:2], offset + hr.size, *lr.shape[:2]])
+                    out.write(np.ascontiguousarray(hr).tobytes())
+                    out.write(np.ascontiguousarray(lr).tobytes())
+                    offset += hr.size + lr.size
+        return layout, skipped
 
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._mapped is None:

@@ -11,83 +11,85 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from srlib.config import ConfigError
 from srlib.data.augment import aligned_crop, dihedral, draw_patch_params
 from srlib.data.cache import DecodedCache
 from srlib.data.imresize import make_lr
-from srlib.data.io import ImageReadError, image_size, list_images, load_image, to_float_tensor
-
-
-def as_rgb(img: np.ndarray) -> np.ndarray:
-    """Expand a single-channel image to R=G=B, because every model here takes RGB."""
-    if img.ndim == 3 and img.shape[2] == 3:
-        return img
-    return np.repeat(img[..., :1] if img.ndim == 3 else img[..., None], 3, axis=2)
-
-
-def gray_from_rgb(sr: np.ndarray) -> np.ndarray:
-    """Collapse an RGB output to one channel for scoring a gray image: the rounded channel
-    mean, which averages out the model's small per-channel differences (its input was R=G=B)."""
-    if sr.ndim == 2:
-        return sr
-    return np.clip(np.round(sr.astype(np.float32).mean(axis=2)), 0, 255).astype(np.uint8)
+from srlib.data.io import (
+    ImageReadError,
+    as_rgb,
+    image_size,
+    list_images,
+    load_image,
+    to_float_tensor,
+)
 
 
 class PairedPatchDataset(Dataset):
-    """Random aligned LR/HR patches for training.
-
-    `length` sets a virtual epoch (index i uses image i % n), so iteration-based training
-    rarely restarts DataLoader workers. `cache=True` decodes the set once into a memory-mapped
-    file in ``root/.srlib_cache`` (see `cache.DecodedCache`); `cache=False` decodes per item.
-    Crops and flips come from torch's global RNG, seeded per item by `sampler.SeededItems`."""
+    """Random aligned LR/HR patches for training: item ``(k, seed)`` is a patch of image ``k``,
+    cut and flipped as ``seed`` draws (the sampler gives every item its own seed, so a batch is
+    a pure function of the run's seed and iteration). `cache=True` decodes the set once into a
+    memory-mapped file in ``root/.srlib_cache`` (see `cache.DecodedCache`); `cache=False`
+    decodes per item. With `skip_corrupt`, an image that cannot be decoded is left out (at the
+    cache's build, or at its first read without one) with one warning naming it."""
 
     def __init__(self, root, patch_size: int = 96, scale: int = 4, augment: bool = True,
-                 length: int | None = None, cache: bool = True, skip_corrupt: bool = False,
-                 progress: bool = False):
+                 cache: bool = True, skip_corrupt: bool = False, progress: bool = False):
         if patch_size % scale:
             raise ValueError(f"patch_size={patch_size} is not divisible by scale={scale}")
         self.patch_size, self.scale, self.lr_size = patch_size, scale, patch_size // scale
-        self.root, self.augment = Path(root), augment
+        self.root, self.augment, self.skip_corrupt = Path(root), augment, skip_corrupt
         self.hr_dir, self.lr_dir = self.root / "HR", self.root / f"LR_x{scale}"
         if not (self.hr_dir.is_dir() and self.lr_dir.is_dir()):  # a plain folder of HR images
             self.hr_dir, self.lr_dir = self.root, None
         self.paths: list[tuple[Path, Path | None]] = []
+        self.lr_hw: list[tuple[int, int]] = []  # per image, from the file headers
         small, corrupt = [], []
         for hr_path in list_images(self.hr_dir):
             lr_path = None if self.lr_dir is None else self.lr_dir / hr_path.name
             if lr_path is not None and not lr_path.is_file():
                 raise FileNotFoundError(f"no LR file {lr_path} for HR image {hr_path}")
             try:  # sizes from the headers first: a tiny image is skipped before it is resized
-                if min(self._lr_hw(hr_path, lr_path)) < self.lr_size:
-                    small.append(hr_path.name)
-                    continue
+                lr_hw = self._lr_hw(hr_path, lr_path)
             except ImageReadError as err:
                 if not skip_corrupt:
                     raise
                 corrupt.append(str(err))
                 continue
+            if min(lr_hw) < self.lr_size:
+                small.append(hr_path.name)
+                continue
             self.paths.append((hr_path, lr_path))
-
+            self.lr_hw.append(lr_hw)
         if corrupt:
             warnings.warn(f"skipped {len(corrupt)} unreadable image(s) in {self.hr_dir}: "
                           + "; ".join(corrupt), stacklevel=2)
         if small:
             warnings.warn(f"skipped {len(small)} image(s) in {self.hr_dir} smaller than "
                           f"patch_size={patch_size}: " + ", ".join(small), stacklevel=2)
+        self._check_usable(len(small), len(corrupt))
+        self._bad: set[int] = set()  # images found corrupt at their first read (skip_corrupt)
+        self._cache = None
+        if cache:
+            self._cache = DecodedCache(self.root / ".srlib_cache", self.paths, scale,
+                                       self._decode, progress)
+            if self._cache.skipped:  # corrupt images found while decoding the set
+                keep = [k for k in range(len(self.paths)) if k not in self._cache.skipped]
+                self.paths = [self.paths[k] for k in keep]
+                self.lr_hw = [self.lr_hw[k] for k in keep]
+                self._check_usable(len(small), len(corrupt) + len(self._cache.skipped))
+
+    def _check_usable(self, small: int, corrupt: int) -> None:
         if not self.paths:
-            raise ValueError(f"no usable images in {self.hr_dir}: {len(small)} smaller than "
-                             f"patch_size={patch_size} (scale={scale}), {len(corrupt)} unreadable")
-        self.length = len(self.paths) if length is None else int(length)
-        if self.length <= 0:
-            raise ValueError(f"length must be positive, got {length}")
-        self._cache = DecodedCache(self.root / ".srlib_cache", self.paths, scale,
-                                   lambda k: self._load_pair(*self.paths[k]),
-                                   progress) if cache else None
+            raise ConfigError(f'key "dataset.root": no usable images in {self.hr_dir}: {small} '
+                              f"smaller than patch_size={self.patch_size} (scale={self.scale}), "
+                              f"{corrupt} unreadable")
 
     def _check_pair(self, hr_path, hr_hw, lr_path, lr_hw) -> None:
         """Prepared pairs must be exactly `scale` apart, or crops would misalign."""
         if hr_hw != (lr_hw[0] * self.scale, lr_hw[1] * self.scale):
-            raise ValueError(f"{hr_path}: HR size {hr_hw[0]}x{hr_hw[1]} is not "
-                             f"{self.scale} x LR size {lr_hw[0]}x{lr_hw[1]} of {lr_path}")
+            raise ImageReadError(hr_path, f"HR size {hr_hw[0]}x{hr_hw[1]} is not {self.scale} x "
+                                          f"LR size {lr_hw[0]}x{lr_hw[1]} of {lr_path}")
 
     def _lr_hw(self, hr_path: Path, lr_path: Path | None) -> tuple[int, int]:
         """LR (h, w) of an image from the file headers alone, so uncached sets start fast."""
@@ -98,8 +100,9 @@ class PairedPatchDataset(Dataset):
         self._check_pair(hr_path, (h, w), lr_path, lr_hw)
         return lr_hw
 
-    def _load_pair(self, hr_path: Path, lr_path: Path | None):
-        """Decode (and if needed synthesise) one uint8 RGB (hr, lr) pair."""
+    def _load_pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode (and if needed synthesise) image k's uint8 RGB (hr, lr) pair."""
+        hr_path, lr_path = self.paths[k]
         if lr_path is None:
             hr, lr = make_lr(load_image(hr_path), self.scale)
         else:
@@ -107,22 +110,41 @@ class PairedPatchDataset(Dataset):
             self._check_pair(hr_path, hr.shape[:2], lr_path, lr.shape[:2])
         return as_rgb(hr), as_rgb(lr)
 
+    def _decode(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Image k's pair, or None (warned once) when it cannot be decoded and may be skipped."""
+        try:
+            return self._load_pair(k)
+        except ImageReadError as err:
+            if not self.skip_corrupt:
+                raise
+            warnings.warn(f"skipped an image that cannot be decoded ({err})", stacklevel=2)
+            return None
+
     def __len__(self) -> int:
-        return self.length
+        return len(self.paths)
 
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded uint8 ``(hr, lr)`` of image ``k``: from the cache when there is one."""
-        return self._cache.pair(k) if self._cache is not None else self._load_pair(*self.paths[k])
+        """The decoded uint8 ``(hr, lr)`` of image ``k``: from the cache when there is one; an
+        image found corrupt (with `skip_corrupt`) is replaced by the next usable one."""
+        if self._cache is not None:
+            return self._cache.pair(k)
+        for j in (k + i for i in range(len(self.paths))):
+            j %= len(self.paths)
+            if j not in self._bad:
+                pair = self._decode(j)
+                if pair is not None:
+                    return pair
+                self._bad.add(j)
+        raise ConfigError(f'key "dataset.root": none of the images in {self.hr_dir} decodes')
 
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for length {self.length}")
-        hr, lr = self.pair(index % len(self.paths))
-        y, x, flips = draw_patch_params(lr.shape[:2], self.lr_size, self.augment)
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        k, seed = item
+        hr, lr = self.pair(k)
+        y, x, flips = draw_patch_params(lr.shape[:2], self.lr_size, self.augment, seed)
         lr, hr = aligned_crop(lr, hr, y, x, self.lr_size, self.scale)
         # crops and flips are strided views; to_float_tensor makes the single copy
-        return {"lr": to_float_tensor(dihedral(lr, *flips)),
-                "hr": to_float_tensor(dihedral(hr, *flips))}
+        return {"lr": to_float_tensor(dihedral(lr, *flips)),   # (3, p/s, p/s)
+                "hr": to_float_tensor(dihedral(hr, *flips))}   # (3, p, p)
 
 
 def scorable_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:

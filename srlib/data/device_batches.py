@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from srlib.config import ConfigError
 from srlib.data.augment import draw_patch_params
 from srlib.data.datasets import PairedPatchDataset
-from srlib.data.io import image_size
 
 
 class DeviceBatches:
@@ -18,19 +18,21 @@ class DeviceBatches:
     def __init__(self, dataset: PairedPatchDataset, device, progress: bool = False):
         self.device = torch.device(device)
         self.scale, self.lr_size, self.augment = dataset.scale, dataset.lr_size, dataset.augment
+        self.lr_hw = dataset.lr_hw
         _check_fits(dataset, self.device)
         self.lr_images, self.hr_images = [], []  # 3xHxW uint8 on the device
-        self._generator = torch.Generator()  # re-seeded per item: the item's own stream
         # uint8 -> [0, 1] by table lookup, bit-identical to io.to_float_tensor (divided on the
         # CPU): CUDA divides as a multiply by the reciprocal, which rounds some levels otherwise
         self._levels = (torch.arange(256, dtype=torch.float32) / 255.0).to(self.device)
         # from the decoded cache file (dataset.cache), or decoded one by one
-        for k in tqdm(range(len(dataset.paths)), desc=f"uploading training set to "
-                      f"{self.device}", unit="img", disable=not progress):
+        for k in tqdm(range(len(dataset)), desc=f"uploading training set to {self.device}",
+                      unit="img", disable=not progress):
             hr, lr = dataset.pair(k)
             self.hr_images.append(self._upload(hr))
             self.lr_images.append(self._upload(lr))
-        self._lr_hw = [tuple(t.shape[1:]) for t in self.lr_images]  # looked up every item
+
+    def __len__(self) -> int:
+        return len(self.lr_images)
 
     def _upload(self, image: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 -> contiguous 3xHxW on the device; np.require copies only a read-only
@@ -42,10 +44,8 @@ class DeviceBatches:
         """``{"lr", "hr"}`` float NCHW in [0, 1] on the device for ``(index, seed)`` items."""
         lr_patches, hr_patches, flips = [], [], []
         s, n = self.scale, self.lr_size
-        for index, seed in items:
-            k = index % len(self.lr_images)
-            self._generator.manual_seed(seed)
-            y, x, flip = draw_patch_params(self._lr_hw[k], n, self.augment, self._generator)
+        for k, seed in items:
+            y, x, flip = draw_patch_params(self.lr_hw[k], n, self.augment, seed)
             lr_patches.append(self.lr_images[k][:, y:y + n, x:x + n])
             hr_patches.append(self.hr_images[k][:, y * s:(y + n) * s, x * s:(x + n) * s])
             flips.append(flip)
@@ -58,17 +58,13 @@ def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
     """Refuse, before uploading anything, a set that would not leave room for training."""
     if device.type != "cuda":
         return
-    need = 0  # uint8 bytes of all HR and LR images, from the file headers
-    for hr_path, lr_path in dataset.paths:
-        h, w = image_size(hr_path)
-        lh, lw = image_size(lr_path) if lr_path else (h // dataset.scale, w // dataset.scale)
-        need += 3 * (h * w + lh * lw)
+    need = sum(3 * h * w * (1 + dataset.scale**2) for h, w in dataset.lr_hw)  # uint8 LR + HR
     free, total = torch.cuda.mem_get_info(device)
     if need > 0.8 * free:
-        raise ValueError(f'config "dataset.on_device": the training set in {dataset.root} takes '
-                         f"{need / 2**30:.1f} GiB as uint8, but {device} has {free / 2**30:.1f} of "
-                         f"{total / 2**30:.1f} GiB free; set dataset.on_device to false (CPU "
-                         "workers feed the GPU) or train on a card with more memory")
+        raise ConfigError(f'key "dataset.on_device": the training set in {dataset.root} takes '
+                          f"{need / 2**30:.1f} GiB as uint8, but {device} has {free / 2**30:.1f} "
+                          f"of {total / 2**30:.1f} GiB free; set dataset.on_device to false (CPU "
+                          "workers feed the GPU) or train on a card with more memory")
 
 
 def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -78,4 +74,3 @@ def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
                                    lambda b: b.transpose(-1, -2))):
         batch = torch.where(mask[:, column].view(-1, 1, 1, 1), flip(batch), batch)
     return batch
-

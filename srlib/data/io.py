@@ -1,4 +1,4 @@
-"""Image reading/writing with loud failures, and uint8 <-> float conversions.
+"""Image reading/writing with loud failures, uint8 <-> float conversions and channel helpers.
 A truncated PNG that decodes to a half-grey image still yields a (wrong) PSNR, so reads verify
 the file and raise ``ImageReadError`` naming it; writes are atomic (temporary file, then
 ``os.replace``), so an interrupted run never leaves half a file behind."""
@@ -10,17 +10,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class ImageReadError(ValueError):
     """An image file is missing, unreadable or corrupt."""
 
-    def __init__(self, path, reason: str):
+    def __init__(self, path, reason: str | None = None):
+        if reason is None:  # re-raised by a DataLoader worker: torch passes its report alone
+            path, reason = _from_worker_report(str(path))
         self.path, self.reason = Path(path), reason
         super().__init__(f"cannot read image {self.path}: {reason}")
+
+    def __reduce__(self):  # to and from DataLoader workers intact
+        return type(self), (self.path, self.reason)
+
+
+def _from_worker_report(report: str) -> tuple[str, str]:
+    """(path, reason) from the last line of a worker's traceback, "...ImageReadError: cannot
+    read image PATH: REASON", so the main process raises the worker's one-line error."""
+    last = report.strip().splitlines()[-1].split("ImageReadError: ", 1)[-1]
+    path, _, reason = last.removeprefix("cannot read image ").partition(": ")
+    return path, reason or "unreadable"
 
 
 @contextmanager
@@ -60,10 +73,35 @@ def load_image(path) -> np.ndarray:
             return np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
 
 
+def read_as_displayed(path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """(image, alpha or None, notes) of an image as a viewer shows it: EXIF orientation
+    applied, palettes and CMYK converted, transparency split off as a uint8 alpha channel, the
+    first frame of an animation and 16-bit values as 8 bits (each said in a note)."""
+    path, notes = Path(path), []
+    with _reading(path), Image.open(path) as im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{path.name} has {frames} frames: this is the first")
+        if im.mode.startswith("I") or any(";16" in str(t.args) for t in im.tile):
+            notes.append(f"{path.name} has 16-bit values: written as 8-bit")
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        transparent = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+        if im.mode.startswith("I") or im.mode == "F":
+            im = Image.fromarray(load_image(path))  # 16-bit or float gray, scaled as training
+        gray = im.mode in ("1", "L", "LA", "I;16", "I")
+        if transparent:
+            im = im.convert("LA" if gray else "RGBA")
+            arr = np.asarray(im, dtype=np.uint8)
+            return (arr[..., 0] if gray else arr[..., :3]).copy(), arr[..., -1].copy(), notes
+        return np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8), None, notes
+
+
 @contextmanager
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block ends
-    without error, so a crash never leaves a half-written file under the real name."""
+    without error, so a crash never leaves a half-written file under the real name. A failed
+    write (a full disk, a read-only folder) is an OSError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -73,6 +111,10 @@ def atomic_path(path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename in (None, str(tmp)):  # the reader needs the real name, not the .tmp
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -84,12 +126,12 @@ def write_text_atomic(path, text: str) -> Path:
 
 
 def save_image(path, array) -> Path:
-    """Write uint8 or float [0, 1] HxW / HxWx3 atomically; returns the path."""
+    """Write uint8 or float [0, 1] HxW / HxWx3 / HxWx4 (RGBA) atomically; returns the path."""
     path, arr = Path(path), to_uint8(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
-        raise ValueError(f"save_image expects HxW or HxWx3, got shape {arr.shape}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise ValueError(f"save_image expects HxW, HxWx3 or HxWx4, got shape {arr.shape}")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format from the extension of {path}")
@@ -142,3 +184,18 @@ def to_float_tensor(img) -> torch.Tensor:
     if np.issubdtype(arr.dtype, np.floating):
         return t.float()
     raise TypeError(f"expected uint8 or float image, got dtype {arr.dtype}")
+
+
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """Expand a single-channel image to R=G=B, because every model here takes RGB."""
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    return np.repeat(img[..., :1] if img.ndim == 3 else img[..., None], 3, axis=2)
+
+
+def gray_from_rgb(sr: np.ndarray) -> np.ndarray:
+    """Collapse an RGB output to one channel for scoring a gray image: the rounded channel
+    mean, which averages out the model's small per-channel differences (its input was R=G=B)."""
+    if sr.ndim == 2:
+        return sr
+    return np.clip(np.round(sr.astype(np.float32).mean(axis=2)), 0, 255).astype(np.uint8)

@@ -1,11 +1,14 @@
 """Batches as a pure function of (seed, iteration), so a resumed run sees the same data: a batch
-is a list of ``(index, sample_seed)`` pairs, indices walking a per-epoch permutation and
-``sample_seed`` driving that item's crop and augmentation. Nothing depends on the worker count
-or on earlier batches, so resume-after-SIGKILL reproduces the uninterrupted run exactly."""
+is a list of ``(index, sample_seed)`` items, indices walking a per-epoch permutation and
+``sample_seed`` drawing that item's crop and flips (``augment.draw_patch_params``). Nothing
+depends on the worker count or on earlier batches, so resume-after-SIGKILL reproduces the
+uninterrupted run exactly."""
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from srlib.data.device_batches import DeviceBatches
 
 _MIX = 1_000_003
 
@@ -41,34 +44,15 @@ class IterationBatchSampler(Sampler):
             yield self.batch_for(iteration)
 
 
-class SeededItems(Dataset):
-    """Wraps a dataset whose randomness comes from torch's global RNG: item (i, seed) is
-    drawn under ``seed`` inside a forked RNG, so it does not disturb anything else."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        index, seed = item
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator alone: torch.manual_seed also queues the seeding of every GPU
-            # with a stack trace: 0.26 ms an item, 4 ms a batch of 16
-            torch.default_generator.manual_seed(seed)
-            return self.dataset[index]
-
-
-def make_batches(dataset: Dataset, params, seed: int, total: int, start: int = 0, rank: int = 0,
-                 world_size: int = 1, device_batches=None):
+def make_batches(data: Dataset | DeviceBatches, params, seed: int, total: int, start: int = 0,
+                 rank: int = 0, world_size: int = 1):
     """This rank's batches for iterations ``start .. total-1`` (``params``: the config's
-    ``dataset.params``): a DataLoader over ``dataset``, or ``device_batches.batch`` of the items."""
-    sampler = IterationBatchSampler(len(dataset), params.batch_size, seed, total, start=start,
+    ``dataset.params``): a DataLoader over a dataset, or batches cut on the device."""
+    sampler = IterationBatchSampler(len(data), params.batch_size, seed, total, start=start,
                                     shuffle=params.shuffle, rank=rank, world_size=world_size)
-    if device_batches is not None:
-        return (device_batches.batch(items) for items in sampler)
+    if isinstance(data, DeviceBatches):
+        return (data.batch(items) for items in sampler)
     workers = params.num_workers
-    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers,
+    return DataLoader(data, batch_sampler=sampler, num_workers=workers,
                       pin_memory=params.pin_memory, persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None)

@@ -1,14 +1,13 @@
 """SR networks, one per file: SRResNet, MSRResNet (BasicSR layout), two discriminators."""
 from torch import nn
 
-from .basicsr import load_basicsr_msrresnet
-from .discriminator import Discriminator
 from .msrresnet import MSRResNet
+from .srgan_discriminator import SRGANDiscriminator
 from .srresnet import SRResNet
 from .vgg_discriminator import VGGStyleDiscriminator
 
-__all__ = ["Discriminator", "MSRResNet", "SRResNet", "VGGStyleDiscriminator", "count_parameters",
-           "load_basicsr_msrresnet"]
+__all__ = ["MSRResNet", "SRGANDiscriminator", "SRResNet", "VGGStyleDiscriminator",
+           "count_parameters"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -47,11 +47,11 @@ class MSRResNet(nn.Module):
                     m.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(self.lrelu(self.conv_first(x)))
-        out = self.lrelu(self.shuffle(self.upconv1(out)))
+        out = self.body(self.lrelu(self.conv_first(x)))          # (N, 3, H, W) -> (N, C, H, W)
+        out = self.lrelu(self.shuffle(self.upconv1(out)))        # -> (N, C, 2H, 2W) at x4
         if self.scale == 4:
-            out = self.lrelu(self.shuffle(self.upconv2(out)))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+            out = self.lrelu(self.shuffle(self.upconv2(out)))    # -> (N, C, 4H, 4W)
+        out = self.conv_last(self.lrelu(self.conv_hr(out)))      # -> (N, 3, sH, sW)
         # autocast runs the interpolation in fp32, so the sum (the image) is fp32 too
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return out + base

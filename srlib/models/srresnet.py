@@ -4,6 +4,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from srlib.config import ConfigError
+
 from .blocks import ShuffleUp, upsample_factors
 
 # Mean RGB of the DIV2K training images in [0, 1] (the figure EDSR's MeanShift uses).
@@ -48,15 +50,15 @@ class SRResNet(nn.Module):
             output_mean = (sum(DIV2K_RGB_MEAN) / 3,) * out_channels
         if output_mean is not None:
             if len(output_mean) != out_channels:
-                raise ValueError(f"output_mean has {len(output_mean)} values for "
-                                 f"{out_channels} output channels")
+                raise ConfigError(f'key "output_mean": {len(output_mean)} values for '
+                                  f"{out_channels} output channels")
             with torch.no_grad():
                 self.tail.bias.copy_(torch.tensor(output_mean))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.head(x)
+        feat = self.head(x)  # (N, 3, H, W) -> (N, C, H, W)
         # long skip: the body only has to learn a correction to the head's features
-        feat = self.upsample(feat + self.body_tail(self.body(feat)))
+        feat = self.upsample(feat + self.body_tail(self.body(feat)))  # -> (N, C, sH, sW)
         # the image in fp32 even under bf16 autocast, whose step near 1.0 (2^-8) is a grey level
         with torch.autocast(feat.device.type, enabled=False):
-            return self.tail(feat.float())
+            return self.tail(feat.float())  # -> (N, 3, sH, sW)

@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
+from srlib.config import ConfigError
+
 
 class VGGStyleDiscriminator(nn.Module):
     """HR patch (N, C, input_size, input_size) -> real/fake logit (N, 1); no sigmoid."""
@@ -15,8 +17,8 @@ class VGGStyleDiscriminator(nn.Module):
         super().__init__()
         stages = math.log2(input_size / 4)
         if stages < 1 or stages != int(stages):
-            raise ValueError(f"input_size must be 4 times a power of two (BasicSR uses 128 or "
-                             f"256), got {input_size}")
+            raise ConfigError(f'key "input_size": {input_size} is not 4 times a power of two '
+                              "(BasicSR uses 128 or 256): use another patch_size")
         self.input_size, self.stages = input_size, int(stages)
         width = num_feat
         self.conv0_0 = nn.Conv2d(in_channels, width, 3, 1, 1)  # the only conv with a bias
@@ -36,9 +38,10 @@ class VGGStyleDiscriminator(nn.Module):
         if x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(f"VGGStyleDiscriminator got a {tuple(x.shape[-2:])} input but was "
                              f"built for {self.input_size}; set its input_size to the HR patch")
-        feat = self.lrelu(self.conv0_0(x))
-        for i in range(self.stages):
+        feat = self.lrelu(self.conv0_0(x))  # (N, num_feat, input_size, input_size)
+        for i in range(self.stages):     # each stage halves the side: input_size / 2^(i + 1)
             if i:
                 feat = self.lrelu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)))
             feat = self.lrelu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)))
+        # (N, width, 4, 4) -> (N, 16 width) -> (N, 1)
         return self.linear2(self.lrelu(self.linear1(feat.flatten(1))))

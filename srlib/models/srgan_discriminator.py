@@ -2,16 +2,18 @@
 import torch
 from torch import nn
 
+from srlib.config import ConfigError
 
-class Discriminator(nn.Module):
+
+class SRGANDiscriminator(nn.Module):
     """HR patch (N, C, input_size, input_size) -> real/fake logit (N, 1); no sigmoid (the loss
     applies it: BCE-with-logits is safer). The dense head fixes the patch size to `input_size`."""
 
     def __init__(self, in_channels: int = 3, num_feat: int = 64, input_size: int = 96):
         super().__init__()
         if input_size % 16 != 0:
-            raise ValueError(f"Discriminator input_size must be divisible by 16 (four stride-2 "
-                             f"convs halve it 4 times), got {input_size}")
+            raise ConfigError(f'key "input_size": {input_size} is not divisible by 16 (four '
+                              "stride-2 convs halve the patch 4 times): use another patch_size")
         self.input_size = input_size
         layers = [nn.Conv2d(in_channels, num_feat, 3, padding=1), nn.LeakyReLU(0.2)]
         cin = num_feat
@@ -29,7 +31,8 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         if (h, w) != (self.input_size, self.input_size):
-            raise ValueError(f"Discriminator got a {h}x{w} input but was built for "
+            raise ValueError(f"SRGANDiscriminator got a {h}x{w} input but was built for "
                              f"{self.input_size}x{self.input_size}; set the discriminator "
                              "input_size to the HR patch size")
-        return self.classifier(self.features(x))
+        feat = self.features(x)       # (N, 8 num_feat, input_size / 16, input_size / 16)
+        return self.classifier(feat)  # (N, 1)

@@ -1,0 +1,150 @@
+"""What a run reports while it trains, and where: ``metrics.jsonl`` in the logdir (one JSON line
+per log window, validation or note, each with its wall-clock ``time``), TensorBoard events when
+the extra is installed, and what a person sees: a progress bar on a terminal, status lines
+otherwise (a log file, ``nohup``, papermill, a notebook). Only rank 0 writes or prints."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from tqdm import tqdm
+
+from srlib.data.io import write_text_atomic
+
+try:  # optional: pip install -e ".[tensorboard]", then `tensorboard --logdir runs`
+    from torch.utils.tensorboard import SummaryWriter
+except ImportError:
+    SummaryWriter = None
+
+METRICS = "metrics.jsonl"
+
+
+def _records(path: Path) -> tuple[list[dict], list[str]]:
+    """The JSON lines of ``path`` and the ones that do not parse (a write torn by a crash or a
+    full disk leaves a partial last line)."""
+    good, torn = [], []
+    for line in filter(str.strip, path.read_text(encoding="utf-8", errors="replace").splitlines()):
+        try:
+            good.append(json.loads(line))
+        except json.JSONDecodeError:
+            torn.append(line)
+    return good, torn
+
+
+def read(logdir) -> dict[str, list[dict]]:
+    """A run's records by kind: ``{"train", "val", "note"}``; a torn line is left out, with a
+    warning."""
+    path = Path(logdir) / METRICS
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METRICS} in {logdir}: has this run been trained?")
+    records, torn = _records(path)
+    if torn:
+        warnings.warn(f"{path}: left out {len(torn)} unreadable line(s) (a torn write)",
+                      stacklevel=2)
+    out: dict[str, list[dict]] = {"train": [], "val": [], "note": []}
+    for record in records:
+        out.setdefault(record.get("kind", "note"), []).append(record)
+    return out
+
+
+class Logbook:
+    """The reporting side of a run; ``enabled`` is False on every rank but 0."""
+
+    def __init__(self, logdir, total: int, enabled: bool = True, progress: bool = True):
+        self.path, self.total, self.enabled = Path(logdir) / METRICS, total, enabled
+        # a bar only where a person watches a terminal; a redirected stdout gets status lines
+        self.bar_wanted = progress and enabled and sys.stdout.isatty() and sys.stderr.isatty()
+        self.notes: list[str] = []
+        self.bar = self.writer = None
+        if SummaryWriter is None:
+            self.notes.append('TensorBoard is not installed, so this run writes no events: '
+                              'pip install -e ".[tensorboard]"')
+
+    def note(self, text: str) -> None:
+        """Something a person must know about the run: printed and logged when it starts."""
+        self.notes.append(text)
+
+    def start(self, iteration: int, config_text: str, desc: str) -> None:
+        """Open the run's outputs (after the logdir was claimed) and say the notes."""
+        if not self.enabled:
+            return
+        if iteration:  # resumed: drop lines written after the checkpoint (a crash leaves them)
+            self._truncate(iteration)
+        if SummaryWriter is not None:
+            self.writer = SummaryWriter(str(self.path.parent))
+            self.writer.add_text("config", f"```json\n{config_text}\n```", iteration)
+        for text in self.notes:
+            print(f"NOTE: {text}", flush=True)
+            self._append({"kind": "note", "iteration": iteration, "text": text})
+        if self.bar_wanted:
+            self.bar = tqdm(total=self.total, initial=iteration, unit="it", dynamic_ncols=True,
+                            desc=desc)
+
+    def _append(self, record: dict) -> None:
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
+        except OSError as err:  # a full disk: name the file (a torn line is read past later)
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
+
+    def _truncate(self, iteration: int) -> None:
+        if not self.path.exists():
+            return
+        records, torn = _records(self.path)
+        if torn:
+            self.note(f"{self.path}: dropped {len(torn)} unreadable line(s) left by a torn write")
+        kept = [r for r in records if r.get("iteration", 0) <= iteration]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def _say(self, line: str) -> None:
+        (self.bar.write if self.bar is not None else print)(line)
+        sys.stdout.flush()
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def train(self, iteration: int, means: dict, rate: float, lr: float, eta_s: float,
+              every: int) -> None:
+        """One log window's means; a status line about 20 times a run when there is no bar."""
+        if not self.enabled:
+            return
+        self._append({"kind": "train", "iteration": iteration, **means, "it_per_s": rate,
+                      "lr": lr})
+        if self.writer is not None:
+            for key, value in {**means, "lr": lr}.items():
+                self.writer.add_scalar(f"train/{key}", value, iteration)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
+        elif iteration % (max(1, self.total // (20 * every)) * every) == 0 \
+                or iteration == self.total:
+            self._say(f"iteration {iteration}/{self.total}  loss {means['loss']:.4f}  "
+                      f"lr {lr:.2e}  {rate:.1f} it/s  ETA {eta_s / 60:.1f} min")
+
+    def validation(self, iteration: int, name: str, scores: dict, best: float,
+                   images: dict | None = None) -> None:
+        if not self.enabled:
+            return
+        self._append({"kind": "val", "iteration": iteration, **scores})
+        if self.writer is not None:
+            for key, value in scores.items():
+                self.writer.add_scalar(f"val/{key}", value, iteration)
+            for label, image in (images or {}).items():
+                self.writer.add_image(f"val/{label}", image, iteration,
+                                      dataformats="HWC" if image.ndim == 3 else "HW")
+        self._say(f"validation at {iteration}: {name} Y-PSNR {scores['psnr_y']:.2f} dB "
+                  f"(best {best:.2f})")
+
+    def say(self, line: str) -> None:
+        if self.enabled:
+            self._say(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        self.bar = self.writer = None
