@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from common import proc_fields
 from PIL import Image
 
 from srlib import build
@@ -37,10 +38,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quick" / "msrresnet.
 
 def memory_mb() -> dict:
     """RSS, PSS and private memory of this process, in MB."""
-    fields = {}
-    for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
-        name, value = line.split(":")[0], line.split()[1]
-        fields[name] = int(value) / 1024
+    fields = {k: v / 2**20 for k, v in proc_fields("/proc/self/smaps_rollup").items()}
     return {"rss": fields["Rss"], "pss": fields["Pss"],
             "private": fields["Private_Clean"] + fields["Private_Dirty"]}
 

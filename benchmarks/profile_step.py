@@ -14,9 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srlib import build  # noqa: E402
 from srlib import config as config_mod  # noqa: E402
-from srlib.train import fit  # noqa: E402
+from srlib.train import fit, make_run  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
                  "precision=bf16", "channels_last=true", "dataset.on_device=true",
                  f"log_every={args.iterations}"] + args.set
     cfg = config_mod.load(root / "configs/msrresnet_x4.json", overrides)
-    run = build.run(cfg, progress=False)
+    run = make_run(cfg, progress=False)
     profile = cProfile.Profile()
     profile.enable()
     summary = fit(run)

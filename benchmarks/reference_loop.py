@@ -2,8 +2,10 @@
 
 It does the optimisation work an srlib run does for the same config - same model class and
 size, Adam with the config's parameters, mean L1, one scheduler step, the EMA update when the
-config has one, the loss read back as a Python float every step - and nothing else: no data
-loading (random tensors of the batch's shapes, made once), no checkpoints, no logs.
+config has one, the loss read back as a Python float every step, and for ``fp16`` autocast
+with a GradScaler (``bf16``: autocast alone) - and nothing else: no data loading (random
+tensors of the batch's shapes, made once), no checkpoints, no logs. ``fp16`` and ``bf16`` run
+on a GPU only, as in srlib, whose runs are fp32 on a CPU: asked for on a CPU they are refused.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from srlib import build
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _sync(device: torch.device) -> None:
@@ -26,6 +30,13 @@ class ReferenceTrainer:
 
     def __init__(self, cfg, device="cpu", precision: str = "fp32", channels_last: bool = False):
         self.device = torch.device(device)
+        if precision not in DTYPES:
+            raise ValueError(f"precision {precision!r}: the reference loop runs "
+                             f"{', '.join(DTYPES)}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision {precision!r} on {self.device.type}: the reference "
+                             "loop, like srlib, runs fp16 and bf16 on a GPU only (srlib trains "
+                             "in fp32 on a CPU); use fp32")
         torch.manual_seed(cfg.seed)
         memory = torch.channels_last if channels_last else torch.contiguous_format
         model = build.model(cfg).to(self.device)  # the same class srlib builds
@@ -45,19 +56,22 @@ class ReferenceTrainer:
                              device=self.device).contiguous(memory_format=memory)
         self.hr = torch.rand(batch, 3, hr_size, hr_size,
                              device=self.device).contiguous(memory_format=memory)
-        self.precision = precision
+        self.precision, self.dtype = precision, DTYPES[precision]
+        # fp16 gradients underflow without loss scaling; for fp32 and bf16 it is a no-op
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.model.train()
 
     def update(self) -> torch.Tensor:
         """One optimisation step, not waited for; returns the detached loss."""
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                    if self.precision == "bf16" else contextlib.nullcontext())
+        autocast = (contextlib.nullcontext() if self.dtype is None
+                    else torch.autocast(self.device.type, dtype=self.dtype))
         with autocast:
             sr = self.forward(self.lr)
         loss = F.l1_loss(sr.float(), self.hr)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         if self.ema is not None:
             with torch.no_grad():

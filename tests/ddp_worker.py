@@ -1,14 +1,16 @@
 """torchrun target for test_ddp.py (not collected by pytest; not part of srlib).
 
-Runs ``srlib train ...`` through the real command line (``srlib.cli.main``) and, when it
+Runs ``srlib train ...`` through the real command line (``srlib.cli.main``) and, when training
 returns, has every rank write down the state it ended with, so the test can check that the
 ranks agree - rank 0's checkpoint alone cannot show that.
 
     torchrun --nproc_per_node 2 --standalone tests/ddp_worker.py DUMP_DIR DELAY -- train ...
 
-DUMP_DIR gets ``rank<N>.pt`` ({"model", "lr", "iteration", "best_psnr", "discriminator"});
-DELAY > 0 makes rank 0 start its clock DELAY seconds after the others (a slow rank), which
-is what a time budget (``max_minutes``) must survive without the ranks stopping apart.
+DUMP_DIR gets ``rank<N>.pt``: ``{"g", "d", "lr", "iteration", "best_psnr", "rank",
+"world_size"}``, where ``g`` and ``d`` are the weights of ``Run.g.module`` and ``Run.d.module``
+(``d`` is None without a discriminator). DELAY > 0 makes rank 0 enter ``srlib.train.fit``
+DELAY seconds after the others, so its clock starts late (a slow rank): what a time budget
+(``max_minutes``) must survive without the ranks stopping apart.
 """
 import sys
 import time
@@ -21,24 +23,22 @@ from srlib.cli import main
 
 
 def _patch(dump_dir: Path, delay: float) -> None:
-    fit, batches = train.fit, train.batches
-
-    def slow_batches(run):
-        if delay > 0 and run.dist.rank == 0:
-            time.sleep(delay)
-        return batches(run)
+    fit = train.fit  # srlib.train.train calls the module's fit: replaced here
 
     def fit_and_dump(run):
+        if delay > 0 and run.dist.rank == 0:
+            time.sleep(delay)
         summary = fit(run)
-        torch.save({"model": run.model.state_dict(),
-                    "lr": run.optimizer.param_groups[0]["lr"],
+        torch.save({"g": run.g.module.state_dict(),
+                    "d": run.d.module.state_dict() if run.d is not None else None,
+                    "lr": run.g.optimizer.param_groups[0]["lr"],
                     "iteration": run.iteration,
                     "best_psnr": run.best_psnr,
-                    "discriminator": run.d.state_dict() if run.d is not None else None},
+                    "rank": run.dist.rank,
+                    "world_size": run.dist.world_size},
                    dump_dir / f"rank{run.dist.rank}.pt")
         return summary
 
-    train.batches = slow_batches
     train.fit = fit_and_dump
 
 

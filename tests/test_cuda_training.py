@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from srlib import build
 from srlib import config as config_mod
 from srlib import train as train_mod
-from srlib.train import train
+from srlib.data.sampler import make_batches
+from srlib.train import make_run, train
 
 CUDA = torch.cuda.is_available()
 OPTIONS = {  # name: config changes
@@ -40,12 +40,13 @@ def test_cuda_training_option_trains_and_checkpoints(tmp_path, option):
                                   "name": "set5", "every": 100, "max_images": 2},
                       optimizer={"name": "adam", "params": {"lr": 1e-3}}, **changes)
     cfg["dataset"]["on_device"] = on_device
-    run = build.run(config_mod.from_dict(cfg), progress=False)
-    fixed = {k: v.to("cuda") for k, v in next(iter(train_mod.batches(run))).items()}
+    run = make_run(config_mod.from_dict(cfg), progress=False)
+    first = next(iter(make_batches(run.data, run.cfg.dataset.params, run.cfg.seed, 1)))
+    fixed = {k: v.to("cuda") for k, v in first.items()}
 
     def l1() -> float:  # one fixed batch: window losses see different patches
         with torch.no_grad():
-            return (run.model(fixed["lr"]) - fixed["hr"]).abs().mean().item()
+            return (run.g.module(fixed["lr"]) - fixed["hr"]).abs().mean().item()
 
     before = l1()
     summary = train_mod.fit(run)
@@ -67,7 +68,8 @@ def test_cuda_gan_step_runs_and_writes_d(tmp_path, compile_mode):
                                {"name": "adversarial", "weight": 1e-3}],
                       allow_random_vgg=True, discriminator={"params": {"num_feat": 8}})
     train(config_mod.from_dict(cfg), progress=False)
-    assert (tmp_path / "run/discriminator.pt").exists()
+    state = torch.load(tmp_path / "run/last.pt", weights_only=True)
+    assert list(state["networks"]) == ["g", "d"]
     rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text()
             .splitlines() if json.loads(line)["kind"] == "train"]
     assert rows and all(0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1 for r in rows)

@@ -4,14 +4,21 @@ The sampler hands each rank every second item of the same global batch, and DDP 
 two half-batch gradients of a mean-reduced loss, which is the full-batch gradient up to float
 rounding. So a 2-rank run must end where the 1-process run with the same config ends, with
 one set of files (rank 0 writes), both ranks holding the same weights and learning rate, and a
-resume under torchrun that continues the same run.
+resume under torchrun that continues the same run. The same holds with the two ranks in two
+torchrun "nodes" (on 127.0.0.1), and when one rank is killed and the command run again.
+
+Every torchrun here is bounded by a timeout: a stuck run is stopped (its workers too) and the
+test fails with the end of its log, rather than hanging.
 """
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 import torch
 from conftest import ROOT, tiny_config
@@ -23,11 +30,14 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch built without torch.distributed")
 
 WORKER = ROOT / "tests" / "ddp_worker.py"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 # ReduceLROnPlateau that lowers the lr at every validation after the first (no gain of
 # 100 dB ever comes): it steps on the validation metric, which only rank 0 computes, so it
 # is the scheduler that shows whether the ranks keep the same learning rate.
 PLATEAU = {"name": "reduce", "params": {"patience": 0, "threshold": 100.0,
                                         "threshold_mode": "abs", "factor": 0.5}}
+ONE_SET = ["best.pt", "config.json", "last.pt", "metrics.jsonl", "srlib.lock"]
+RESUMING = "resuming the unfinished run"  # srlib.logdir says it on rank 0 only
 
 
 def _config(tmp_path, name, **changes):
@@ -44,30 +54,71 @@ def _config(tmp_path, name, **changes):
     return path, folder / "run"
 
 
-def _torchrun(*args, log, timeout=120):
-    """``torchrun --nproc_per_node 2 --standalone ARGS`` on CPU; returns (exit code, output)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--standalone", *map(str, args)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    with open(log, "w") as out:  # a file, not a pipe: a stuck worker cannot block the reader
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+
+
+def _start(cmd, log):
+    """Start ``cmd`` with its output in the file ``log`` (a file, not a pipe: a stuck worker
+    cannot block a reader)."""
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc):
+    """End a torchrun and its workers (they run in sessions of their own): SIGTERM to torchrun,
+    which passes it on, then SIGKILL to whatever is left."""
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:  # deadlocked ranks: torchrun stops its workers
-            proc.send_signal(signal.SIGTERM)  # on SIGTERM (they run in their own sessions)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            pytest.fail(f"torchrun did not finish in {timeout}s (ranks deadlocked?):\n"
-                        + log.read_text()[-3000:])
-    return proc.returncode, log.read_text()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+
+
+def _wait(procs_and_logs, timeout, what="torchrun"):
+    """Wait for every process; past ``timeout`` seconds in all, stop them and fail with the end
+    of each log. Returns their exit codes."""
+    deadline = time.monotonic() + timeout
+    try:
+        for proc, _ in procs_and_logs:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for proc, _ in procs_and_logs:
+            _stop(proc)
+        tails = "\n".join(f"--- {log.name}:\n{log.read_text()[-2000:]}"
+                          for _, log in procs_and_logs)
+        pytest.fail(f"{what} did not finish in {timeout}s (ranks deadlocked?):\n{tails}")
+    return [proc.returncode for proc, _ in procs_and_logs]
+
+
+def _torchrun(*args, log, timeout=240):
+    """``torchrun --nproc_per_node 2 --standalone ARGS`` on CPU; returns (exit code, output)."""
+    cmd = [*TORCHRUN, "--nproc_per_node", "2", "--standalone", *map(str, args)]
+    [code] = _wait([(_start(cmd, log), log)], timeout)
+    return code, log.read_text()
 
 
 def _log(run, kind="train"):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def _files(run):
+    """The run folder's files, TensorBoard's events apart (there when it is installed)."""
+    names = sorted(p.name for p in run.iterdir())
+    events = [n for n in names if n.startswith("events.out.tfevents")]
+    return [n for n in names if n not in events], events
 
 
 def _close(a: dict, b: dict, rel=1e-3):
@@ -85,8 +136,18 @@ def _close(a: dict, b: dict, rel=1e-3):
         assert diff / scale <= rel, f"{k}: relative difference {float(diff / scale):.2e}"
 
 
+def _equal(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _weights(path):
     return torch.load(path, weights_only=True)
+
+
+def _g(state):
+    """G's weights in a checkpoint (format v2)."""
+    return state["networks"]["g"]["weights"]
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +169,14 @@ def test_two_ranks_train_the_single_process_run_then_resume(tmp_path, single):
     code, out = _torchrun("-m", "srlib", "train", "--config", config, "--no-progress",
                           log=tmp_path / "first.log")
     assert code == 0, out[-3000:]
-    names = sorted(p.name for p in run.iterdir())
-    events = [n for n in names if n.startswith("events.out.tfevents")]  # TensorBoard, if there
-    assert [n for n in names if n not in events] == ["best.pt", "config.json", "last.pt",
-                                                     "metrics.jsonl"]  # one set, no tmp files
+    names, events = _files(run)
+    assert names == ONE_SET  # one set, no tmp files
     assert len(events) <= 1  # rank 0 alone writes
     assert [r["iteration"] for r in _log(run)] == list(range(1, 9))  # rank 0 alone logs
     assert [r["iteration"] for r in _log(run, "val")] == [0, 4, 8]  # untrained model first
     last, ref = _weights(run / "last.pt"), _weights(single[8] / "last.pt")
     assert last["iteration"] == 8
-    _close(last["model"], ref["model"])
+    _close(_g(last), _g(ref))
     # the logged loss is the whole batch's (both ranks'), as in the 1-process run
     ref_loss = {r["iteration"]: r["loss"] for r in _log(single[8])}
     assert all(r["loss"] == pytest.approx(ref_loss[r["iteration"]], rel=1e-4)
@@ -132,20 +191,22 @@ def test_two_ranks_train_the_single_process_run_then_resume(tmp_path, single):
                           "--resume", run / "last.pt", "--set", "iterations=12",
                           log=tmp_path / "resume.log")
     assert code == 0, out[-3000:]
+    assert out.count(RESUMING) <= 1  # rank 0 alone speaks (an explicit --resume: no line)
     assert [r["iteration"] for r in _log(run)] == list(range(1, 13))  # continued, no repeats
     assert [r["iteration"] for r in _log(run, "val")] == [0, 4, 8, 12]
     r0, r1 = _weights(dump / "rank0.pt"), _weights(dump / "rank1.pt")
     assert r0["iteration"] == r1["iteration"] == 12
-    assert all(torch.equal(r0["model"][k], r1["model"][k]) for k in r0["model"])
+    assert _equal(r0["g"], r1["g"])
     assert r0["lr"] == r1["lr"]  # the plateau scheduler stepped alike on both ranks
     assert r0["best_psnr"] == r1["best_psnr"]
     last, ref = _weights(run / "last.pt"), _weights(single[12] / "last.pt")
-    assert all(torch.equal(last["model"][k], r0["model"][k]) for k in r0["model"])
-    _close(last["model"], ref["model"])
+    assert _equal(_g(last), r0["g"])
+    _close(_g(last), _g(ref))
     ref_lr = [r["lr"] for r in _log(single[12])]
     assert ref_lr[-1] < ref_lr[0]  # the plateau scheduler did lower the lr
     assert [r["lr"] for r in _log(run)] == pytest.approx(ref_lr)
     assert "trained 12 iterations" in out, out[-3000:]
+    assert _files(run)[0] == ONE_SET
 
 
 def test_time_budget_stops_all_ranks_at_the_same_iteration(tmp_path):
@@ -165,7 +226,7 @@ def test_time_budget_stops_all_ranks_at_the_same_iteration(tmp_path):
     # Parameters agree exactly. BatchNorm running statistics (the SRGAN discriminator's) are
     # each rank's own, from its half of the batch, as with any DDP run without SyncBatchNorm:
     # DDP re-sends rank 0's at every forward, and rank 0's are the ones saved.
-    for net in ("model", "discriminator"):
+    for net in ("g", "d"):
         params = [k for k in r0[net] if "running_" not in k and "num_batches" not in k]
         assert all(torch.equal(r0[net][k], r1[net][k]) for k in params), net
     assert _weights(run / "last.pt")["iteration"] == r0["iteration"]
@@ -174,9 +235,149 @@ def test_time_budget_stops_all_ranks_at_the_same_iteration(tmp_path):
 
 def test_batch_that_does_not_split_over_the_ranks_is_a_config_error(tmp_path):
     """3 items over 2 ranks would weight the ranks' gradients unequally: refused up front."""
-    from srlib import build
     from srlib.distributed import DistInfo
+    from srlib.train import make_run
     cfg = config_mod.from_dict(tiny_config(tmp_path, dataset={
         "root": str(tmp_path / "t91"), "name": "t91", "params": {"batch_size": 3}}))
     with pytest.raises(config_mod.ConfigError, match="batch_size.*multiple of 2"):
-        build.run(cfg, progress=False, dist=DistInfo(rank=0, world_size=2))
+        make_run(cfg, progress=False, dist=DistInfo(rank=0, world_size=2))
+
+
+# A run long enough to kill in the middle: 300 iterations (about 3 s of training on two CPU
+# ranks; torchrun and the imports take longer), last.pt every 25, a validation every 100.
+LONG = 300
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory):
+    """The config of the multi-node and kill tests, and its uninterrupted 2-rank run
+    (standalone torchrun): (config path, tmp folder, that run's logdir)."""
+    tmp = tmp_path_factory.mktemp("long")
+    config, run = _config(tmp, "reference", iterations=LONG, save_every=25, scheduler=None,
+                          validation={"root": str(ROOT / "data/Set5"), "name": "set5",
+                                      "every": 100, "max_images": 1})
+    code, out = _torchrun("-m", "srlib", "train", "--config", config, "--no-progress",
+                          log=tmp / "reference.log")
+    assert code == 0, out[-3000:]
+    return config, tmp, run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_train_in_step(tmp_path, long_run):
+    """Two torchrun "nodes" (``--nnodes 2 --nproc_per_node 1``, c10d rendezvous on 127.0.0.1),
+    one rank each, train one run: both end on the same iteration with identical weights, rank 0
+    alone writes (one set of files, one log), and the run is the standalone 2-rank run's.
+
+    c10d hands out the ranks in the order the nodes join (``--node-rank`` is only read by the
+    static rendezvous), so either node may hold rank 0: found from the logs, not assumed. Both
+    nodes are one host here, so each one's rank is its host's first and both decode the
+    training set's cache (atomic writes of identical bytes, as on two hosts sharing a disk)."""
+    config, _, reference = long_run
+    run, dump = tmp_path / "run", tmp_path / "ranks"
+    port, job = _free_port(), f"srlib-test-{os.getpid()}"
+    nodes = []
+    for node in (0, 1):
+        log = tmp_path / f"node{node}.log"
+        cmd = [*TORCHRUN, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
+               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", job,
+               str(WORKER), str(dump), "0", "--", "train", "--config", str(config),
+               "--no-progress", "--set", f"logdir={run}"]
+        nodes.append((_start(cmd, log), log))
+    codes = _wait(nodes, 300, "the two torchrun nodes")
+    logs = [log.read_text() for _, log in nodes]
+    assert codes == [0, 0], "\n".join(f"--- node {n}:\n{t[-2000:]}" for n, t in enumerate(logs))
+
+    r0, r1 = _weights(dump / "rank0.pt"), _weights(dump / "rank1.pt")
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert r0["iteration"] == r1["iteration"] == LONG
+    assert _equal(r0["g"], r1["g"])  # in step: the same weights on both nodes
+    assert r0["best_psnr"] == r1["best_psnr"]
+    names, events = _files(run)
+    assert names == ONE_SET and len(events) <= 1  # one set of files
+    assert [r["iteration"] for r in _log(run)] == list(range(1, LONG + 1))  # one log
+    speaking = [t for t in logs if f"trained {LONG} iterations" in t]
+    assert len(speaking) == 1 and speaking[0].count(f"trained {LONG} iterations") == 1
+    assert all("validation at" not in t for t in logs if t is not speaking[0])
+    last = _weights(run / "last.pt")
+    assert _equal(_g(last), r0["g"])
+    # two nodes or one: the same gloo all-reduce of the same half-batches, bit for bit
+    assert _equal(_g(last), _g(_weights(reference / "last.pt")))
+
+
+def _train_records(run):
+    """metrics.jsonl's train iterations so far (a line being written is skipped)."""
+    out = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("kind") == "train":
+            out.append(record["iteration"])
+    return out
+
+
+def _kill_rank_once_past_a_checkpoint(proc, run, rank, log, timeout=240):
+    """Once last.pt exists and training is past it, SIGKILL the worker of ``rank`` (a child
+    of torchrun, found by its RANK); returns (last.pt's iteration, the one logged)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"torchrun ended (exit {proc.returncode}) before a rank could be "
+                        f"killed mid-run:\n{log.read_text()[-3000:]}")
+        if (run / "last.pt").exists():
+            saved = _weights(run / "last.pt")["iteration"]
+            logged = _train_records(run)
+            if logged and logged[-1] > saved:
+                break
+        time.sleep(0.05)
+    else:
+        _stop(proc)
+        pytest.fail(f"no last.pt and training past it in {timeout}s:\n{log.read_text()[-3000:]}")
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+               if p.environ().get("RANK") == str(rank)]
+    assert len(workers) == 1, workers
+    workers[0].send_signal(signal.SIGKILL)
+    return saved, logged[-1]
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_killed_rank_then_the_same_command_resumes_exactly(tmp_path, long_run, victim):
+    """SIGKILL one worker of a 2-rank run past a checkpoint: torchrun (no --max-restarts) ends
+    non-zero; the same command again resumes from last.pt, and the run ends with the weights
+    of the uninterrupted run, bit for bit: every step after the resume is the one that run
+    took (the same batches, the restored optimiser and RNG, the same two-rank sum)."""
+    config, _, reference = long_run
+    run = tmp_path / "run"
+    cmd = [*TORCHRUN, "--nproc_per_node", "2", "--standalone", "-m", "srlib", "train",
+           "--config", str(config), "--no-progress", "--set", f"logdir={run}"]
+    log = tmp_path / "killed.log"
+    proc = _start(cmd, log)
+    saved, logged = _kill_rank_once_past_a_checkpoint(proc, run, victim, log)
+    [code] = _wait([(proc, log)], 120, "torchrun after the kill")
+    assert code != 0, log.read_text()[-3000:]
+    assert RESUMING not in log.read_text()
+    state = _weights(run / "last.pt")
+    assert not state["finished"] and saved <= state["iteration"] < LONG
+
+    log = tmp_path / "relaunch.log"
+    [code] = _wait([(_start(cmd, log), log)], 240)
+    out = log.read_text()
+    assert code == 0, out[-3000:]
+    assert out.count(RESUMING) == 1, out[-3000:]  # rank 0 alone says it
+    assert f"from iteration {state['iteration']}\n" in out, out[-3000:]
+    assert f"trained {LONG} iterations" in out
+    assert _train_records(run) == list(range(1, LONG + 1))  # no repeats, no gaps
+    assert [r["iteration"] for r in _log(run, "val")] == [0, 100, 200, 300]
+    names, events = _files(run)
+    assert names == ONE_SET and len(events) <= 1  # no .tmp left by a kill mid-save
+    last, ref = _weights(run / "last.pt"), _weights(reference / "last.pt")
+    assert last["finished"] and last["iteration"] == LONG
+    assert _equal(_g(last), _g(ref)), "the resumed run left the uninterrupted run's path"
+    assert last["best_psnr"] == ref["best_psnr"]
+    assert [r["psnr_y"] for r in _log(run, "val")] == [r["psnr_y"] for r in _log(reference, "val")]

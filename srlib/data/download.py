@@ -7,6 +7,7 @@ import os
 import shutil
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -153,6 +154,10 @@ def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | Non
     first network failure nothing more is downloaded; one DownloadError lists what is missing."""
     if name.lower() not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if mirror is not None and not (urllib.parse.urlparse(mirror).scheme in ("http", "https")
+                                   and urllib.parse.urlparse(mirror).netloc):
+        raise DownloadError(f"--mirror {mirror!r} is not an http(s) URL; give a base URL such "
+                            "as https://example.org/div2k (the archive names are appended)")
     downloads = Path(root) / "downloads"
     folders, missing, first_error = [], [], ""
     for archive in DATASETS[name.lower()]:
