@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 import typing
 from pathlib import Path
 
 import torch
 
+from srlib import checkpoint
 from srlib.config import Config, ConfigError, LossTerm, check_choice, coerce
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
 from srlib.distributed import DistInfo
@@ -92,8 +94,14 @@ TRAIN_DATASETS = {"t91": "folder", "folder": "folder", "div2k": "prepared", "df2
 _POSITIVE = ("num_feat", "num_block", "in_channels", "out_channels", "input_size")
 
 
-def check(cfg: Config) -> None:
-    """Check every name in ``cfg`` against the tables, before anything is built."""
+def check(cfg: Config, world_size: int = 1) -> None:
+    """Check every name in ``cfg`` against the tables, and the batch split over the ranks of a
+    torchrun run, before anything is built."""
+    batch = cfg.dataset.params.batch_size
+    if batch % world_size:
+        raise ConfigError(f'key "dataset.params.batch_size": {batch} does not split evenly over '
+                          f"the {world_size} processes of this torchrun run (each rank takes an "
+                          f"equal share of the global batch); use a multiple of {world_size}")
     d = cfg.discriminator
     named = [(cfg.model, MODELS, "model"), (cfg.dataset.name, TRAIN_DATASETS, "dataset.name"),
              (cfg.optimizer.name, OPTIMIZERS, "optimizer.name"),
@@ -153,7 +161,31 @@ def generator(name: str, scale: int, params: dict, key: str = "model_params") ->
 
 
 def model(cfg: Config) -> torch.nn.Module:
-    return generator(cfg.model, cfg.scale, cfg.model_params)
+    """The config's generator; a new run's starts from ``generator_path`` when there is one,
+    with its trained weights, not their EMA: what BasicSR's GAN recipes start from."""
+    g = generator(cfg.model, cfg.scale, cfg.model_params)
+    if cfg.generator_path and not cfg.checkpoint:
+        weights = checkpoint.read_generator(cfg.generator_path, prefer_ema=False)[1]
+        checkpoint.load_weights(g, weights, f'"generator_path" {cfg.generator_path}')
+    return g
+
+
+def notes(cfg: Config, device: torch.device, content: CombinedLoss) -> list[str]:
+    """What a person must know about a run before trusting its numbers: a full config's GPU
+    settings on a CPU, random VGG weights, a GAN from scratch."""
+    gpu_only = [f"{key}={json.dumps(value)}" for key, value, cpu in (
+        ("precision", cfg.precision, ("fp32",)), ("compile", cfg.compile, (False, True, "default")))
+        if value not in cpu]
+    said = [f"on {device.type}, {' and '.join(gpu_only)} are GPU settings: this run uses eager "
+            "fp32"] if device.type != "cuda" and gpu_only else []
+    if any(getattr(m, "random_weights", False) for m in content.terms.values()):
+        said.append("VGG19 weights are RANDOM (pretrained ones could not be loaded and the config "
+                    "sets allow_random_vgg): perceptual-loss values and textures are not "
+                    "meaningful")
+    if cfg.solver == "gan" and not cfg.generator_path and not cfg.checkpoint:
+        said.append("GAN generator starts from random weights (no generator_path); SRGAN is "
+                    "meant to start from a trained SRResNet")
+    return said
 
 
 def discriminator(cfg: Config) -> torch.nn.Module:

@@ -18,9 +18,10 @@ from srlib.distributed import pick_device
 from srlib.evaluate import bicubic_baseline, format_table, score_model
 from srlib.export import export
 from srlib.inference import load_generator, upscale_file
+from srlib.logbook import TrainingDiverged, describe
 from srlib.metrics import METRICS, summarize
 from srlib.pretrained import PretrainedWeightsUnavailable
-from srlib.train import TrainingDiverged, describe, train
+from srlib.train import train
 
 USER_ERRORS = (config.ConfigError, ImageReadError, DownloadError, PretrainedWeightsUnavailable,
                TrainingDiverged, CheckpointError)

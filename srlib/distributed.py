@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +36,34 @@ def autocast(device_type: str, precision: str):
     nothing for ``fp32``. Backward passes run outside it."""
     dtype = PRECISIONS[precision]
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run after saving ``last.pt``; ``signum`` says which."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals(stop: dict) -> Iterator[None]:
+    """SIGINT and SIGTERM (what a cloud machine sends before it stops) set ``stop`` and the
+    loop ends after the current iteration, saving; a second signal interrupts at once."""
+    def handler(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.update(signum=signum, name=signal.Signals(signum).name)
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals stay with whoever has them
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 @dataclass
@@ -97,6 +126,18 @@ class DistInfo:
         t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
         return bool(t.item())
+
+    def stop_together(self, reason: str | None, log_point: bool, device) -> str | None:
+        """Why the loop stops now (a signal, max_minutes), or None. Under DDP the ranks agree at
+        log points, so that all stop at one iteration: a rank that stopped alone would leave
+        the others waiting forever in the next all-reduce."""
+        if not self.enabled:
+            return reason
+        if not (log_point and self.any(reason is not None, device)):
+            return None
+        if self.any(reason not in (None, "max_minutes"), device):  # a signal wins, everywhere
+            return reason if reason not in (None, "max_minutes") else "a stop on another rank"
+        return "max_minutes"  # on every rank, or one ends as a signal stop and exits 143
 
     def check_same(self, value: int, device, what: str) -> None:
         """Refuse to go on when the ranks disagree on ``value`` (e.g. the resumed iteration)."""

@@ -5,11 +5,14 @@ otherwise (a log file, ``nohup``, papermill, a notebook). Only rank 0 writes or 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from srlib.data.io import write_text_atomic
@@ -50,15 +53,54 @@ def read(logdir) -> dict[str, list[dict]]:
     return out
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+def read_back(window: list[dict], iteration: int, logdir) -> None:
+    """Turn a window's logged tensors into floats with one read-back (a GPU step never waits
+    for the host in between), and raise :class:`TrainingDiverged` at the first non-finite value
+    (``iteration``: that of the window's last entry), before anything is saved."""
+    slots = [(logs, k) for logs in window for k, v in logs.items() if torch.is_tensor(v)]
+    if slots:
+        values = torch.stack([logs[k].float().reshape(()) for logs, k in slots]).tolist()
+        for (logs, k), value in zip(slots, values):
+            logs[k] = value
+    for offset, logs in enumerate(window):
+        bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+        if bad:
+            last = Path(logdir) / "last.pt"
+            kept = (f"the last good checkpoint {last} is intact" if last.exists() else
+                    "no checkpoint had been written yet")
+            raise TrainingDiverged(
+                f"loss became non-finite at iteration {iteration - len(window) + 1 + offset} "
+                f"({bad}); training stopped and {kept}. Lower the learning rate, or use "
+                "precision fp32.")
+
+
+def describe(summary: dict, val_name: str = "validation") -> str:
+    """One paragraph a person reads at the end of a run."""
+    lines = [f"trained {summary['iterations']} iterations in {summary['minutes']:.1f} min"
+             + (" (stopped by max_minutes)" if summary.get("stopped_by_time") else ""),
+             f"best {val_name} Y-PSNR: {summary['best_val_psnr_y']:.2f} dB"]
+    if "bicubic_psnr_y" in summary:
+        lines.append(f"bicubic {val_name} Y-PSNR: {summary['bicubic_psnr_y']:.2f} dB "
+                     f"(gain {summary['gain_db']:+.2f} dB)")
+    lines.append(f"checkpoints and metrics.jsonl in {os.path.relpath(summary['logdir'])}")
+    return "\n".join(lines)
+
+
 class Logbook:
     """The reporting side of a run; ``enabled`` is False on every rank but 0."""
 
-    def __init__(self, logdir, total: int, enabled: bool = True, progress: bool = True):
-        self.path, self.total, self.enabled = Path(logdir) / METRICS, total, enabled
+    def __init__(self, logdir, total: int, dist, device, progress: bool = True):
+        self.path, self.total, self.dist, self.device = Path(logdir) / METRICS, total, dist, device
+        self.enabled = enabled = dist.is_main
         # a bar only where a person watches a terminal; a redirected stdout gets status lines
         self.bar_wanted = progress and enabled and sys.stdout.isatty() and sys.stderr.isatty()
         self.notes: list[str] = []
         self.bar = self.writer = None
+        self.last_said = ""
         if SummaryWriter is None:
             self.notes.append('TensorBoard is not installed, so this run writes no events: '
                               'pip install -e ".[tensorboard]"')
@@ -68,9 +110,11 @@ class Logbook:
         self.notes.append(text)
 
     def start(self, iteration: int, config_text: str, desc: str) -> None:
-        """Open the run's outputs (after the logdir was claimed) and say the notes."""
+        """Open the run's outputs (after the logdir was claimed): config.json, the events, the
+        bar; and say the notes."""
         if not self.enabled:
             return
+        write_text_atomic(self.path.parent / "config.json", config_text)
         if iteration:  # resumed: drop lines written after the checkpoint (a crash leaves them)
             self._truncate(iteration)
         if SummaryWriter is not None:
@@ -107,9 +151,14 @@ class Logbook:
         if self.bar is not None:
             self.bar.update(1)
 
-    def train(self, iteration: int, means: dict, rate: float, lr: float, eta_s: float,
-              every: int) -> None:
-        """One log window's means; a status line about 20 times a run when there is no bar."""
+    def train(self, iteration: int, window: list[dict], seconds: float, lr: float,
+              deadline: float, every: int) -> None:
+        """A log window's means over the whole batch (each rank saw its share: every rank
+        calls this); a status line about 20 times a run when there is no bar (``deadline``: of
+        max_minutes on the monotonic clock, for the time left)."""
+        means = dict(zip(window[0], self.dist.mean(
+            [sum(w[k] for w in window) / len(window) for k in window[0]], self.device)))
+        rate = len(window) / max(1e-9, seconds)
         if not self.enabled:
             return
         self._append({"kind": "train", "iteration": iteration, **means, "it_per_s": rate,
@@ -121,8 +170,9 @@ class Logbook:
             self.bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
         elif iteration % (max(1, self.total // (20 * every)) * every) == 0 \
                 or iteration == self.total:
+            eta = min((self.total - iteration) / rate, deadline - time.monotonic())
             self._say(f"iteration {iteration}/{self.total}  loss {means['loss']:.4f}  "
-                      f"lr {lr:.2e}  {rate:.1f} it/s  ETA {eta_s / 60:.1f} min")
+                      f"lr {lr:.2e}  {rate:.1f} it/s  ETA {eta / 60:.1f} min")
 
     def validation(self, iteration: int, name: str, scores: dict, best: float,
                    images: dict | None = None) -> None:
@@ -138,13 +188,13 @@ class Logbook:
         self._say(f"validation at {iteration}: {name} Y-PSNR {scores['psnr_y']:.2f} dB "
                   f"(best {best:.2f})")
 
-    def say(self, line: str) -> None:
-        if self.enabled:
-            self._say(line)
-
-    def close(self) -> None:
+    def close(self, last_words: str = "") -> None:
+        """End the bar and the events; ``last_words`` are said after the bar is gone."""
+        self.last_said = last_words
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
         self.bar = self.writer = None
+        if last_words and self.enabled:
+            self._say(last_words)

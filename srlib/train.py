@@ -1,20 +1,14 @@
-"""Training: one loop you can read at once, and its two steps.
-
-Read :class:`Run` (what the loop holds), :func:`fit` (the loop), then the step the config's
-solver names: :func:`standard_step` or :func:`gan_step`. G and D are each a :class:`Network`,
-built the same way by :func:`network`; the architectures are in ``srlib/models/``, the losses
-in ``srlib/losses.py``. :func:`make_run` builds a run from a config, :func:`train` claims its
-logdir and fits it. The rest makes a long run safe to leave alone: losses checked for NaN before
-anything is saved, atomic checkpoints that resume exactly after a kill, SIGINT and SIGTERM
-ending in a saved ``last.pt``, and the same decisions on every DDP rank.
-"""
+"""Training: one loop you can read at once, and its two steps. Read :class:`Run` (what the loop
+holds), :func:`fit` (the loop), then the solver's step, :func:`standard_step` or :func:`gan_step`.
+G and D are each a :class:`Network`, built alike by :func:`network`; the architectures are in
+``srlib/models/``, the losses in ``srlib/losses.py``. :func:`make_run` builds a run from a config
+and :func:`train` claims its logdir and fits it. The rest makes a long run safe to leave alone:
+NaN stops before a save, atomic checkpoints that resume exactly, SIGINT/SIGTERM end in a saved
+``last.pt``, and every DDP rank decides alike."""
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -24,25 +18,12 @@ from torch import nn
 
 from srlib import build, checkpoint, config, logdir
 from srlib.data.device_batches import DeviceBatches
-from srlib.data.io import write_text_atomic
 from srlib.data.sampler import make_batches
-from srlib.distributed import DistInfo, autocast, pick_device
+from srlib.distributed import DistInfo, Interrupted, autocast, pick_device, stop_signals
 from srlib.evaluate import bicubic_baseline, score_model
-from srlib.logbook import Logbook
+from srlib.logbook import Logbook, read_back
 from srlib.losses import AdversarialLoss, CombinedLoss
 from srlib.metrics import summarize
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is left untouched."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped the run after saving ``last.pt``; ``signum`` says which."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.signum = signum
 
 
 @dataclass
@@ -136,50 +117,29 @@ def make_run(cfg: config.Config, device: str | None = None, dist: DistInfo | Non
              progress: bool = True) -> Run:
     """Everything a run needs, in order: G (from generator_path), the data, the losses, D for
     a GAN, then the state of the checkpoint being resumed. Writes nothing."""
-    build.check(cfg)
-    dist, batch = dist or DistInfo(), cfg.dataset.params.batch_size
-    if batch % dist.world_size:
-        raise config.ConfigError(
-            f'key "dataset.params.batch_size": {batch} does not split evenly over the '
-            f"{dist.world_size} processes of this torchrun run (each rank takes an equal share "
-            f"of the global batch); use a multiple of {dist.world_size}")
+    dist = dist or DistInfo()
+    build.check(cfg, dist.world_size)
     device = torch.device(device or pick_device(cfg.device, dist.local_rank))
     torch.manual_seed(cfg.seed)
-    g = build.model(cfg)
-    if cfg.generator_path and not cfg.checkpoint:  # before the EMA copy is made from it
-        # the trained weights, not their EMA: what BasicSR's GAN recipes start from
-        weights = checkpoint.read_generator(cfg.generator_path, prefer_ema=False)[1]
-        checkpoint.load_weights(g, weights, f'"generator_path" {cfg.generator_path}')
-    data = build.train_dataset(cfg, dist, progress)
-    total = cfg.iterations or (cfg.epochs * math.ceil(len(data) / batch)
+    g, data = build.model(cfg), build.train_dataset(cfg, dist, progress)
+    total = cfg.iterations or (cfg.epochs * math.ceil(len(data) / cfg.dataset.params.batch_size)
                                if cfg.epochs else 10**9)  # else bounded by max_minutes only
-    log = Logbook(cfg.logdir, total, dist.is_main, progress)
-    gpu_only = [f"{key}={json.dumps(value)}" for key, value, cpu in (
-        ("precision", cfg.precision, ("fp32",)), ("compile", cfg.compile, (False, True, "default")))
-        if value not in cpu]
-    if device.type != "cuda" and gpu_only:  # GPU settings of a full config
-        log.note(f"on {device.type}, {' and '.join(gpu_only)} are GPU settings: this run "
-                 "uses eager fp32")
     if cfg.dataset.on_device:  # the whole set as uint8 on the device (see its module)
         data = DeviceBatches(data, device, progress=progress and dist.is_main)
-    content = build.content_loss(cfg).to(device)
-    if any(getattr(m, "random_weights", False) for m in content.terms.values()):
-        log.note("VGG19 weights are RANDOM (pretrained ones could not be loaded and the config "
-                 "sets allow_random_vgg): perceptual-loss values and textures are not meaningful")
-    val = cfg.validation
-    run = Run(cfg=cfg, dist=dist, device=device, d=None, ema=None, content_loss=content,
-              g=network(g, cfg, cfg.optimizer, cfg.scheduler, "", device, dist, total),
-              adversarial=None, adv_weight=0.0, data=data, total=total, log=log,
+    content, log = build.content_loss(cfg).to(device), Logbook(cfg.logdir, total, dist, device,
+                                                               progress)
+    for text in build.notes(cfg, device, content):
+        log.note(text)
+    val, g = cfg.validation, network(g, cfg, cfg.optimizer, cfg.scheduler, "", device, dist, total)
+    run = Run(cfg=cfg, dist=dist, device=device, g=g, d=None, content_loss=content,
+              ema=EMA(g.module, cfg.ema_decay) if cfg.ema_decay else None, adversarial=None,
+              adv_weight=0.0, data=data, total=total, log=log,
               val_set=val and build.eval_dataset(val.root, cfg.scale, val.name))
-    run.ema = EMA(run.g.module, cfg.ema_decay) if cfg.ema_decay else None
     if cfg.solver == "gan":
         run.adv_weight, run.adversarial = build.adversarial(cfg)
         d = cfg.discriminator
         run.d = network(build.discriminator(cfg), cfg, d.optimizer, d.scheduler,
                         "discriminator.", device, dist, total)
-        if not cfg.generator_path and not cfg.checkpoint:
-            log.note("GAN generator starts from random weights (no generator_path); SRGAN is "
-                     "meant to start from a trained SRResNet")
     if cfg.checkpoint:
         checkpoint.restore(run, cfg.checkpoint)
     return run
@@ -226,8 +186,8 @@ def gan_step(g: Network, d: Network, loss: CombinedLoss, adversarial: Adversaria
     d.scaler.scale(d_loss).backward()
     d.scaler.step(d.optimizer)
     d.scaler.update()
-    return {"loss": g_loss.detach(), **terms, "adversarial": adv.detach(),
-            "d_loss": d_loss.detach(), "d_real": torch.sigmoid(real_logits.detach()).mean(),
+    return {"loss": g_loss.detach(), **terms, "adversarial": adv.detach(), "d_loss": d_loss.detach(),
+            "d_real": torch.sigmoid(real_logits.detach()).mean(),   # D's probability of "real"
             "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
 
 
@@ -248,10 +208,9 @@ def train(cfg: config.Config | str, overrides: list[str] | None = None, progress
                 logdir.clear(cfg.logdir)
             dist.barrier()
             summary = fit(run)
-        if cfg.validation is not None and dist.is_main:
-            rows = bicubic_baseline(cfg.validation.root, cfg.scale,
-                                    max_images=cfg.validation.max_images)
-            summary["bicubic_psnr_y"] = summarize(rows)["psnr_y"]
+        if cfg.validation is not None and dist.is_main:  # bicubic on the same images
+            bicubic = bicubic_baseline(cfg.validation.root, cfg.scale, cfg.validation.max_images)
+            summary["bicubic_psnr_y"] = summarize(bicubic)["psnr_y"]
             summary["gain_db"] = summary["best_val_psnr_y"] - summary["bicubic_psnr_y"]
         return summary
     finally:
@@ -262,8 +221,6 @@ def fit(run: Run) -> dict:
     """The loop: step, EMA, schedules; every ``log_every`` a log line, every
     ``validation.every`` a validation (best.pt), every ``save_every`` last.pt."""
     cfg, dist, log = run.cfg, run.dist, run.log
-    if dist.is_main:
-        write_text_atomic(os.path.join(cfg.logdir, "config.json"), config.dumps(cfg))
     log.start(run.iteration, config.dumps(cfg), f"{cfg.model} ({cfg.solver})")
     for net in run.networks().values():
         net.wrapped.train()
@@ -272,10 +229,12 @@ def fit(run: Run) -> dict:
     started = window_start = time.monotonic()
     deadline = started + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
     window, stop, stopped = [], {}, None
-    with _catch_stop_signals(stop):
+    layout = torch.channels_last if cfg.channels_last else torch.preserve_format
+    with stop_signals(stop):
         for batch in make_batches(run.data, cfg.dataset.params, cfg.seed, run.total,
                                   run.iteration, dist.rank, dist.world_size):
-            lr, hr = _to_device(run, batch["lr"]), _to_device(run, batch["hr"])
+            lr, hr = (batch[k].to(run.device, non_blocking=True, memory_format=layout)
+                      for k in ("lr", "hr"))  # (N, 3, p/s, p/s), (N, 3, p, p)
             if run.d is None:
                 logs = standard_step(run.g, run.content_loss, lr, hr, run.precision)
             else:
@@ -292,33 +251,29 @@ def fit(run: Run) -> dict:
             validating = run.val_set is not None and run.iteration % cfg.validation.every == 0
             saving = run.iteration % cfg.save_every == 0
             if logging or validating or saving:
-                _read_back(run, window)  # one read-back; stops on NaN before anything is saved
+                read_back(window, run.iteration, cfg.logdir)  # stops on NaN before a save
             if logging:
-                _log_window(run, window, time.monotonic() - window_start, deadline)
+                log.train(run.iteration, window, time.monotonic() - window_start,
+                          run.g.optimizer.param_groups[0]["lr"], deadline, cfg.log_every)
                 window, window_start = [], time.monotonic()
             if validating:
                 validate(run)
             if saving:
                 checkpoint.save_run(run, "last")
-            reason = stop.get("name") or ("max_minutes" if time.monotonic() > deadline else None)
-            if dist.enabled:  # the ranks agree at a log point to stop at one iteration, or
-                # the others would wait forever in the next all-reduce
-                agreed = logging and dist.any(reason is not None, run.device)
-                reason = (reason or "a stop on another rank") if agreed else None
-            if reason:
-                stopped = reason
+            stopped = dist.stop_together(stop.get("name") or (
+                "max_minutes" if time.monotonic() > deadline else None), logging, run.device)
+            if stopped:
                 break
     if window:
-        _read_back(run, window)
-        _log_window(run, window, time.monotonic() - window_start, deadline)
+        read_back(window, run.iteration, cfg.logdir)
+        log.train(run.iteration, window, time.monotonic() - window_start,
+                  run.g.optimizer.param_groups[0]["lr"], deadline, cfg.log_every)
     if stopped not in (None, "max_minutes"):  # a signal: save, unfinished, and say how to go on
         checkpoint.save_run(run, "last")
-        message = (f"stopped by {stopped} at iteration {run.iteration}: last.pt saved; run the "
-                   "same command again to resume")
-        log.say(message)
-        log.close()
+        log.close(f"stopped by {stopped} at iteration {run.iteration}: last.pt saved; run the "
+                  "same command again to resume")
         dist.barrier()
-        raise Interrupted(stop.get("signum", signal.SIGTERM), message)
+        raise Interrupted(stop.get("signum", signal.SIGTERM), log.last_said)
     if run.val_set is not None and run.iteration % cfg.validation.every != 0:
         validate(run)
     checkpoint.save_run(run, "last", finished=True)
@@ -327,62 +282,6 @@ def fit(run: Run) -> dict:
     return {"iterations": run.iteration, "minutes": (time.monotonic() - started) / 60,
             "stopped_by_time": stopped == "max_minutes", "best_val_psnr_y": run.best_psnr,
             "logdir": cfg.logdir, "notes": list(log.notes)}
-
-
-@contextlib.contextmanager
-def _catch_stop_signals(stop: dict):
-    """SIGINT and SIGTERM (what a cloud machine sends before it stops) set ``stop`` and the
-    loop ends after the current iteration, saving; a second signal interrupts at once."""
-    def handler(signum, frame):
-        if stop:
-            raise KeyboardInterrupt
-        stop.update(signum=signum, name=signal.Signals(signum).name)
-
-    try:
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals stay with whoever has them
-        previous = {}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
-def _to_device(run: Run, x: torch.Tensor) -> torch.Tensor:
-    x = x.to(run.device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if run.cfg.channels_last else x
-
-
-def _read_back(run: Run, window: list[dict]) -> None:
-    """Turn the window's logged tensors into floats with one read-back, and raise
-    :class:`TrainingDiverged` at the first non-finite value."""
-    slots = [(logs, k) for logs in window for k, v in logs.items() if torch.is_tensor(v)]
-    if slots:
-        values = torch.stack([logs[k].float().reshape(()) for logs, k in slots]).tolist()
-        for (logs, k), value in zip(slots, values):
-            logs[k] = value
-    first = run.iteration - len(window) + 1  # the iteration of window[0]
-    for offset, logs in enumerate(window):
-        bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
-        if bad:
-            last = os.path.join(run.cfg.logdir, "last.pt")
-            kept = (f"the last good checkpoint {last} is intact" if os.path.exists(last) else
-                    "no checkpoint had been written yet")
-            raise TrainingDiverged(
-                f"loss became non-finite at iteration {first + offset} ({bad}); training "
-                f"stopped and {kept}. Lower the learning rate, or use precision fp32.")
-
-
-def _log_window(run: Run, window: list[dict], seconds: float, deadline: float) -> None:
-    """The window's means over the whole batch (each rank saw its share) into the logbook."""
-    keys = list(window[0])
-    means = dict(zip(keys, run.dist.mean([sum(w[k] for w in window) / len(window)
-                                          for k in keys], run.device)))
-    rate = len(window) / max(1e-9, seconds)
-    eta = min((run.total - run.iteration) / rate, deadline - time.monotonic())
-    run.log.train(run.iteration, means, rate, run.g.optimizer.param_groups[0]["lr"], eta,
-                  run.cfg.log_every)
 
 
 def validate(run: Run) -> None:
@@ -403,15 +302,3 @@ def validate(run: Run) -> None:
     run.log.validation(run.iteration, run.cfg.validation.name, scores, run.best_psnr,
                        dict(list(images.items())[:3]))
     run.dist.barrier()
-
-
-def describe(summary: dict, val_name: str = "validation") -> str:
-    """One paragraph a person reads at the end of a run."""
-    lines = [f"trained {summary['iterations']} iterations in {summary['minutes']:.1f} min"
-             + (" (stopped by max_minutes)" if summary.get("stopped_by_time") else ""),
-             f"best {val_name} Y-PSNR: {summary['best_val_psnr_y']:.2f} dB"]
-    if "bicubic_psnr_y" in summary:
-        lines.append(f"bicubic {val_name} Y-PSNR: {summary['bicubic_psnr_y']:.2f} dB "
-                     f"(gain {summary['gain_db']:+.2f} dB)")
-    lines.append(f"checkpoints and metrics.jsonl in {os.path.relpath(summary['logdir'])}")
-    return "\n".join(lines)

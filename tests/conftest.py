@@ -1,10 +1,12 @@
 """Shared fixtures: a tiny, fast training config on the shipped data."""
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "notebooks"))  # the chapters' shared helpers (notebooks/course)
 
 
 def tiny_config(tmp_path: Path, **changes) -> dict:

@@ -25,7 +25,8 @@ linux = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads
 
 
 def tiny(tmp_path, **changes):
-    path = write_config(tmp_path, validation=None, iterations=3, log_every=1, **changes)
+    path = write_config(tmp_path, **{"validation": None, "iterations": 3, "log_every": 1,
+                                     **changes})
     return config_mod.load(path)
 
 

@@ -375,7 +375,8 @@ def test_a_killed_rank_then_the_same_command_resumes_exactly(tmp_path, long_run,
     assert _train_records(run) == list(range(1, LONG + 1))  # no repeats, no gaps
     assert [r["iteration"] for r in _log(run, "val")] == [0, 100, 200, 300]
     names, events = _files(run)
-    assert names == ONE_SET and len(events) <= 1  # no .tmp left by a kill mid-save
+    assert names == ONE_SET  # no .tmp left by a kill mid-save
+    assert len(events) <= 2  # TensorBoard: one file per launch, rank 0's
     last, ref = _weights(run / "last.pt"), _weights(reference / "last.pt")
     assert last["finished"] and last["iteration"] == LONG
     assert _equal(_g(last), _g(ref)), "the resumed run left the uninterrupted run's path"

@@ -18,7 +18,8 @@ from srlib.checkpoint import FORMAT
 from srlib.config import LoaderParams
 from srlib.data.sampler import make_batches
 from srlib.evaluate import bicubic_baseline
-from srlib.train import TrainingDiverged, make_run, train
+from srlib.logbook import TrainingDiverged
+from srlib.train import make_run, train
 
 
 def read_log(logdir, kind="train"):

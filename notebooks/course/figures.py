@@ -1,5 +1,5 @@
 """Figures for the notebooks, each drawn from numbers computed elsewhere (``metrics.jsonl``,
-:func:`srlib.analysis.benchmark`) and returned as a matplotlib Figure. Images are drawn pixel
+:func:`course.measure.benchmark`) and returned as a matplotlib Figure. Images are drawn pixel
 by pixel (nearest) at ``IMAGE_DPI``, zoomed crops so that every image pixel covers ``ZOOM`` x
 ``ZOOM`` pixels of the PNG: SR methods differ in single pixels."""
 from collections.abc import Mapping, Sequence
@@ -139,7 +139,7 @@ def zoom_box(img: np.ndarray, panel: float = 3.0) -> Box:
 
 def benchmark_grid(bench_set: Mapping, methods: Sequence[str], names: Sequence[str],
                    panel: float = 3.0):
-    """Rows = images, columns = methods of one :func:`srlib.analysis.benchmark` set, with
+    """Rows = images, columns = methods of one :func:`course.measure.benchmark` set, with
     Y-PSNR / SSIM per image under each title. Each panel has an inset (yellow) that enlarges
     the most detailed window of the HR image to ``ZOOM`` figure pixels per image pixel."""
     fig, axes = plt.subplots(len(names), len(methods), squeeze=False, dpi=IMAGE_DPI,

@@ -1,4 +1,4 @@
-"""srlib.analysis: numbers on synthetic inputs with known answers."""
+"""The notebooks' shared measurements (notebooks/course/measure.py): runs, scores, tables."""
 import json
 import os
 import sys
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
+from course import measure
 
-from srlib import analysis, checkpoint, config
+from srlib import checkpoint, config
 from srlib.data.datasets import BenchmarkDataset
 from srlib.data.imresize import imresize
 from srlib.data.io import save_image
@@ -56,7 +57,7 @@ def write_checkpoint(path, model):
 def test_save_csv_writes_every_column_and_leaves_no_temporary_file(tmp_path):
     rows = [{"method": "a", "psnr_y": 28.41666, "ssim_y": 0.81},
             {"method": "bb", "psnr_y": None}]
-    path = analysis.save_csv(rows, tmp_path / "out" / "t.csv", ["method", "psnr_y", "ssim_y"])
+    path = measure.save_csv(rows, tmp_path / "out" / "t.csv", ["method", "psnr_y", "ssim_y"])
     assert path.read_text().splitlines() == ["method,psnr_y,ssim_y", "a,28.4167,0.8100", "bb,,"]
     assert [p.name for p in path.parent.iterdir()] == ["t.csv"]
 
@@ -64,15 +65,15 @@ def test_save_csv_writes_every_column_and_leaves_no_temporary_file(tmp_path):
 def test_training_data_counts_sizes_and_too_small_images(tmp_path, folder):
     cfg = config.load(write_config(tmp_path, "t", patch_size=48,
                                    dataset={"root": str(folder), "name": "folder"}))
-    s = analysis.training_data(cfg)  # LR sides 16x12 and 12x16: one LR patch of 12 fits
+    s = measure.training_data(cfg)  # LR sides 16x12 and 12x16: one LR patch of 12 fits
     assert s["images"] == 2 and s["smaller_than_patch"] == 0 and s["patch_size"] == 48
     assert s["height (min, median, max)"] == (50, 57, 64)
     assert s["width (min, median, max)"] == (48, 57, 66)
     assert s["megapixels"] == round((64 * 48 + 50 * 66) / 1e6, 2)
     cfg.patch_size = 52  # LR patch 13: neither image has room for it
-    assert analysis.training_data(cfg)["smaller_than_patch"] == 2
+    assert measure.training_data(cfg)["smaller_than_patch"] == 2
     cfg.dataset.name, cfg.dataset.root = "div2k", str(tmp_path / "div2k")
-    out = analysis.training_data(cfg, prepare=False)
+    out = measure.training_data(cfg, prepare=False)
     assert out["images"] == 0 and "srlib prepare div2k" in out["note"]
 
 
@@ -96,7 +97,7 @@ def test_load_runs_picks_best_or_last_and_explains_the_missing(tmp_path):
                                     **dict(gan, generator_path="runs/nothing.pt")),
                "broken": tmp_path / "configs" / "missing.json",
                "skipped": None}
-    models, notes = analysis.load_runs(configs, device="cpu")
+    models, notes = measure.load_runs(configs, device="cpu")
     assert list(models) == ["A", "G", "gone"]
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
@@ -116,13 +117,13 @@ def test_load_runs_looks_in_run_dir_by_the_logdir_name(tmp_path, monkeypatch):
     configs = {"A": write_config(tmp_path, "a", logdir="runs/quick/a"),
                "B": write_config(tmp_path, "b", logdir="runs/quick/b")}
     monkeypatch.chdir(tmp_path)
-    models, notes = analysis.load_runs(configs, device="cpu", run_dir="elsewhere")
+    models, notes = measure.load_runs(configs, device="cpu", run_dir="elsewhere")
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert list(models) == ["A"] and torch.equal(models["A"](x), moved(x))
     assert notes == [f"B: no run at {os.path.join('elsewhere', 'b', 'best.pt')} (train it with "
                      f"`srlib train --config {configs['B']}` or its notebook); left out"]
-    models, _ = analysis.load_runs(configs, device="cpu", run_dir="")  # "": each logdir
+    models, _ = measure.load_runs(configs, device="cpu", run_dir="")  # "": each logdir
     with torch.no_grad():
         assert torch.equal(models["A"](x), original(x))
 
@@ -133,7 +134,7 @@ def test_load_runs_looks_in_run_dir_by_the_logdir_name(tmp_path, monkeypatch):
 def bench(folder):
     torch.manual_seed(0)
     model = MSRResNet(num_feat=4, num_block=1)
-    return analysis.benchmark({"tiny": model}, {"Set5": folder}), model
+    return measure.benchmark({"tiny": model}, {"Set5": folder}), model
 
 
 def test_benchmark_scores_match_its_images_and_the_protocol(bench, folder):
@@ -152,7 +153,7 @@ def test_benchmark_scores_match_its_images_and_the_protocol(bench, folder):
 
 
 def test_results_table_puts_this_repo_before_the_published_rows(bench):
-    rows = analysis.results_table(bench[0], "Set5", source="test")
+    rows = measure.results_table(bench[0], "Set5", source="test")
     assert [(r["method"], r["source"]) for r in rows[:2]] == [("Bicubic", "test"), ("tiny", "test")]
     assert rows[0]["psnr_y"] == bench[0]["Set5"]["Bicubic"]["mean"]["psnr_y"]
     published = {(r["method"], r["source"].split(",")[0]): r for r in rows[2:]}
@@ -167,12 +168,12 @@ def test_results_table_puts_this_repo_before_the_published_rows(bench):
                           "1000k_B16G1_wandb (RGB)"]
     assert msrresnet["psnr_y"] is None and msrresnet["ssim_y"] is None  # BasicSR: RGB only
     assert (msrresnet["psnr_rgb"], msrresnet["ssim_rgb"]) == (30.2468, 0.8651)
-    assert all(set(r) == set(analysis.TABLE_COLUMNS) for r in rows)
+    assert all(set(r) == set(measure.TABLE_COLUMNS) for r in rows)
 
 
 def test_published_rows_are_complete_and_plausible():
     seen = set()
-    for row in analysis.PUBLISHED:
+    for row in measure.PUBLISHED:
         key = (row["method"], row["dataset"], row["source"])
         assert key not in seen and row["dataset"] in ("Set5", "Set14") and row["source"]
         seen.add(key)
@@ -187,14 +188,14 @@ def test_published_rows_are_complete_and_plausible():
 def test_high_frequency_ratio():
     rng = np.random.default_rng(0)
     hr = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    assert analysis.high_frequency_ratio(hr, hr) == pytest.approx(1.0)
+    assert measure.high_frequency_ratio(hr, hr) == pytest.approx(1.0)
     blurred = imresize(imresize(hr, 0.5), 2.0)
-    assert analysis.high_frequency_ratio(blurred, hr) < 0.5
+    assert measure.high_frequency_ratio(blurred, hr) < 0.5
     flat = np.full((40, 40), 128, np.uint8)
-    assert analysis.high_frequency_ratio(flat, hr[..., 0]) == 0.0
+    assert measure.high_frequency_ratio(flat, hr[..., 0]) == 0.0
 
 
 def test_load_lpips_explains_a_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "lpips", None)  # import lpips -> ImportError
-    fn, reason = analysis.load_lpips()
+    fn, reason = measure.load_lpips()
     assert fn is None and "pip install -e '.[lpips]'" in reason

@@ -1,4 +1,4 @@
-"""srlib.plotting: each figure draws the numbers it is given, and image figures show pixels."""
+"""The notebooks' figures (notebooks/course/figures.py): each draws the numbers it gets."""
 import json
 
 import matplotlib
@@ -8,8 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-
-from srlib import plotting
+from course import figures
 
 
 @pytest.fixture(autouse=True)
@@ -36,15 +35,15 @@ def logdir(tmp_path):
 
 
 def test_load_metrics_groups_by_kind(logdir):
-    m = plotting.load_metrics(logdir)
+    m = figures.load_metrics(logdir)
     assert [len(m[k]) for k in ("train", "val", "note")] == [4, 5, 1]
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
-        plotting.load_metrics(logdir / "nothing")
+        figures.load_metrics(logdir / "nothing")
 
 
 def test_training_curves_start_at_iteration_0(logdir):
-    m = plotting.load_metrics(logdir)
-    fig = plotting.plot_training_curves(m, bicubic_psnr=28.42, title="MSRResNet, 32 channels")
+    m = figures.load_metrics(logdir)
+    fig = figures.plot_training_curves(m, bicubic_psnr=28.42, title="MSRResNet, 32 channels")
     ax_loss, ax_val = fig.axes
     assert list(ax_loss.get_lines()[0].get_xdata()) == [10, 20, 30, 40]
     model, bicubic = ax_val.get_lines()
@@ -56,9 +55,9 @@ def test_training_curves_start_at_iteration_0(logdir):
 
 
 def test_gan_curves_plot_each_term_times_its_weight(logdir):
-    m = plotting.load_metrics(logdir)
+    m = figures.load_metrics(logdir)
     weights = {"l1": 1.0, "perceptual": 0.5, "adversarial": 5e-3, "mse": 0.0}
-    fig = plotting.plot_gan_curves(m, weights, bicubic_psnr=28.42)
+    fig = figures.plot_gan_curves(m, weights, bicubic_psnr=28.42)
     ax_d, ax_terms, ax_val = fig.axes
     assert [line.get_label() for line in ax_d.get_lines()[:2]] == ["D(real HR)", "D(SR)"]
     assert list(ax_d.get_lines()[0].get_ydata()) == [0.6] * 4
@@ -78,7 +77,7 @@ def test_gan_curves_plot_each_term_times_its_weight(logdir):
 def test_detail_box_finds_the_textured_square():
     img = np.full((100, 120), 128, np.uint8)
     img[60:80, 20:40] = _img(20, 20)[..., 0]
-    top, left, h, w = plotting.detail_box(img, size=20, stride=4)
+    top, left, h, w = figures.detail_box(img, size=20, stride=4)
     assert (h, w) == (20, 20)
     assert abs(top - 60) <= 4 and abs(left - 20) <= 4
 
@@ -92,7 +91,7 @@ def bench_set():
 
 
 def test_benchmark_grid_titles_and_zoom_that_shows_pixels(bench_set):
-    fig = plotting.benchmark_grid(bench_set, ["Bicubic", "SR", "HR"], ["a", "b"])
+    fig = figures.benchmark_grid(bench_set, ["Bicubic", "SR", "HR"], ["a", "b"])
     assert len(fig.axes) == 6 and all(len(ax.child_axes) == 1 for ax in fig.axes)
     assert fig.axes[1].get_title() == "SR\n30.00 dB / 0.900"
     assert fig.axes[4].get_title() == "SR\n25.00 dB / 0.700"
@@ -101,25 +100,25 @@ def test_benchmark_grid_titles_and_zoom_that_shows_pixels(bench_set):
     inset = fig.axes[0].child_axes[0]
     left, right = inset.get_xlim()
     pixels_per_pixel = inset.get_window_extent().width / (right - left)
-    assert pixels_per_pixel >= 0.8 * plotting.ZOOM  # each image pixel is a visible block
+    assert pixels_per_pixel >= 0.8 * figures.ZOOM  # each image pixel is a visible block
     assert inset.get_images()[0].get_interpolation() == "nearest"
-    assert fig.dpi == plotting.IMAGE_DPI
+    assert fig.dpi == figures.IMAGE_DPI
 
 
 def test_save_writes_a_png_and_nothing_else(tmp_path, bench_set):
-    fig = plotting.benchmark_grid(bench_set, ["SR", "HR"], ["a"])
-    path = plotting.save(fig, tmp_path / "out" / "grid.png")
+    fig = figures.benchmark_grid(bench_set, ["SR", "HR"], ["a"])
+    path = figures.save(fig, tmp_path / "out" / "grid.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
 
 
 def test_image_row_crops_and_patch_grid():
-    fig = plotting.image_row({"a": _img(), "b": _img(seed=1)}, box=(2, 3, 8, 10))
+    fig = figures.image_row({"a": _img(), "b": _img(seed=1)}, box=(2, 3, 8, 10))
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     shown = fig.axes[1].get_images()[0].get_array()
     assert np.array_equal(shown, _img(seed=1)[2:10, 3:13])
     pairs = [(_img(8, 8, s), _img(32, 32, s)) for s in range(3)]
-    fig = plotting.patch_grid(pairs)
+    fig = figures.patch_grid(pairs)
     assert len(fig.axes) == 6
     assert fig.axes[0].get_title() == "LR 8x8" and fig.axes[3].get_title() == "HR 32x32"
 
@@ -127,7 +126,7 @@ def test_image_row_crops_and_patch_grid():
 def test_image_row_draws_difference_maps_on_their_own_scale_with_a_colour_bar():
     lr = _img(64, 64)
     difference = np.abs(lr.astype(int) - _img(64, 64, seed=1)).max(axis=2) // 20  # 0..12
-    fig = plotting.image_row({"image": lr, "difference": difference}, zoom=(8, 8, 16, 16),
+    fig = figures.image_row({"image": lr, "difference": difference}, zoom=(8, 8, 16, 16),
                              panel=3.5)
     ax_img, ax_diff, colour_bar = fig.axes
     assert [ax.get_title() for ax in (ax_img, ax_diff)] == ["image", "difference"]
@@ -139,21 +138,21 @@ def test_image_row_draws_difference_maps_on_their_own_scale_with_a_colour_bar():
     assert ax_diff.child_axes[0].get_xlim() == (7.5, 23.5)
     fig.canvas.draw()
     for ax in (ax_img, ax_diff):  # every LR pixel is a visible block, even beside the bar
-        assert ax.get_window_extent().width / 64 >= plotting.ZOOM
-    flat = plotting.image_row({"no difference": np.zeros((8, 8), int)})
+        assert ax.get_window_extent().width / 64 >= figures.ZOOM
+    flat = figures.image_row({"no difference": np.zeros((8, 8), int)})
     assert flat.axes[0].get_images()[0].get_clim() == (0, 1)
 
 
 def test_zoom_box_fits_an_inset_at_zoom_pixels_per_pixel():
     img = np.full((200, 300), 128, np.uint8)
     img[100:140, 200:240] = _img(40, 40)[..., 0]
-    top, left, h, w = plotting.zoom_box(img, panel=3.0)
-    assert h == w == int(plotting.INSET * 3.0 * plotting.IMAGE_DPI * 200 / 300 / plotting.ZOOM)
+    top, left, h, w = figures.zoom_box(img, panel=3.0)
+    assert h == w == int(figures.INSET * 3.0 * figures.IMAGE_DPI * 200 / 300 / figures.ZOOM)
     assert 100 - 8 <= top <= 140 and 200 - 8 <= left <= 240
 
 
 def test_colour_bars_draw_each_shift():
     shifts = {"Bicubic": {"R": 0.0, "G": 0.1, "B": -0.1}, "SRGAN": {"R": 5.0, "G": -2, "B": 1}}
-    fig = plotting.colour_shift_bars(shifts, title="t")
+    fig = figures.colour_shift_bars(shifts, title="t")
     heights = sorted(p.get_height() for p in fig.axes[0].patches)
     assert heights == sorted([0.0, 0.1, -0.1, 5.0, -2, 1])
