@@ -2,6 +2,7 @@
 """Peak memory of ``srlib upscale`` on a large image, and where it goes.
 
     python benchmarks/upscale_memory.py --checkpoint runs/x/last.pt [--size 2000] [--tile 256]
+    python benchmarks/upscale_memory.py --working-set --checkpoint runs/x/last.pt --tile 128,256
     python benchmarks/upscale_memory.py --save-only [--size 2000]
 
 The first form writes a size x size RGB PNG (a T91 image enlarged), then runs
@@ -11,6 +12,10 @@ The first form writes a size x size RGB PNG (a T91 image enlarged), then runs
 input), while tiling (the uint8 output grows as tiles land, plus one tile's working set), or
 while saving (from the moment the temporary output file appears: PIL's copy of the array,
 which for RGB is 4 bytes per pixel, and the encoder).
+
+``--working-set`` measures the middle part alone: for each ``--tile`` (comma-separated),
+the rise of the peak during ``upscale`` of one tile x tile LR tile, in this process, after the
+model is loaded (the baseline the CLI has too, printed), with the checkpoint's model.
 
 ``--save-only`` measures the last part alone, without a model: ``srlib.data.io.save_image``
 of a random uint8 output of (4 size)^2 pixels, the rise of the peak over the array.
@@ -116,27 +121,54 @@ def measure_save(size: int, workdir: Path) -> dict:
             "seconds": time.perf_counter() - start}
 
 
+def measure_working_set(checkpoint: str, tiles: list[int]) -> dict:
+    """The baseline RSS (Python, torch, srlib, the model) and, per tile size, how far the
+    peak rises over it while ``upscale`` computes one tile (the float result included)."""
+    import torch
+
+    from srlib.inference import load_generator, upscale
+    start = proc_bytes("VmRSS")
+    model = load_generator(checkpoint, "cpu")
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 16, 16))  # kernels set up, as after the CLI's first tile
+    out = {"rss_after_imports": start, "rss_with_model": proc_bytes("VmRSS"), "tiles": {}}
+    for tile in tiles:
+        x = torch.rand(1, 3, tile, tile)
+        before = proc_bytes("VmRSS")
+        clear_peak()
+        started = time.perf_counter()
+        upscale(model, x, "fp32")
+        out["tiles"][tile] = {"peak_rise": proc_bytes("VmHWM") - before,
+                              "seconds": time.perf_counter() - started}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint")
     parser.add_argument("--size", type=int, default=2000, help="LR side (output: 4x)")
-    parser.add_argument("--tile", type=int, default=256, help="0: untiled")
+    parser.add_argument("--tile", default="256", help="0: untiled; with --working-set, "
+                        "several: 128,192,256")
     parser.add_argument("--overlap", type=int, default=32)
     parser.add_argument("--save-only", action="store_true")
+    parser.add_argument("--working-set", action="store_true")
     parser.add_argument("--workdir", help="keep the input here (default: a temporary folder)")
     args = parser.parse_args()
+    if not args.save_only and not args.checkpoint:
+        parser.error("--checkpoint is needed (or --save-only)")
+    if not (args.save_only or args.working_set or Path(GNU_TIME).exists()):
+        sys.exit(f"{GNU_TIME} not found: install GNU time (apt-get install time)")
     with tempfile.TemporaryDirectory(prefix="srlib-upscale-mem-") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.save_only:
             result = measure_save(args.size, workdir)
+        elif args.working_set:
+            import srlib.cli  # noqa: F401 - what the CLI has imported by then
+            result = measure_working_set(args.checkpoint, [int(t) for t in args.tile.split(",")])
         else:
-            if not args.checkpoint:
-                parser.error("--checkpoint is needed (or --save-only)")
-            if not Path(GNU_TIME).exists():
-                sys.exit(f"{GNU_TIME} not found: install GNU time (apt-get install time)")
-            result = measure_cli(args.checkpoint, args.size, args.tile or None, args.overlap,
-                                 workdir)
+            result = measure_cli(args.checkpoint, args.size, int(args.tile) or None,
+                                 args.overlap, workdir)
     print(json.dumps(result, indent=2))
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from srlib import checkpoint
-from srlib.config import Config, ConfigError, LossTerm, check_choice, coerce
+from srlib.config import Config, ConfigError, LossTerm, check_choice
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
 from srlib.distributed import DistInfo
 from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
 from srlib.models import MSRResNet, SRGANDiscriminator, SRResNet, VGGStyleDiscriminator
+from srlib.typed_json import coerce
 
 MODELS = {
     "srresnet": SRResNet,    # Ledig et al. 2017, with batch norm
@@ -113,6 +114,13 @@ def check(cfg: Config, world_size: int = 1) -> None:
     for name, table, key in named:
         if name is not None:
             check_choice(name, table, key)
+    if all(t.name == "adversarial" for t in cfg.loss_fn):
+        raise ConfigError('key "loss_fn": give at least one content term (l1, mse, perceptual)')
+    adversarial = sum(t.name == "adversarial" for t in cfg.loss_fn)
+    if adversarial > 1 or (cfg.solver == "gan") != (adversarial == 1):
+        raise ConfigError(f'key "loss_fn": solver "gan" needs an "adversarial" term, and an '
+                          f'"adversarial" term needs "solver": "gan" (got solver "{cfg.solver}" '
+                          f"and {adversarial} adversarial terms)")
 
 
 def _accepted(target, params: dict) -> dict:

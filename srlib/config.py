@@ -1,22 +1,17 @@
 """JSON run configuration -> typed, validated dataclasses, and back; ``--set`` overrides.
 Every mistake is one :class:`ConfigError` naming the file, the key and what would be valid.
 The names of models, losses and the like are checked by ``srlib.build``, which owns them."""
-import difflib
 import json
-import math
-import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
+
+from srlib.typed_json import ConfigError, build, check_choice
 
 SOLVERS = ("std", "gan")  # the training step: pixel/perceptual losses, or a GAN with its D
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune",
                  "max-autotune-no-cudagraphs")
-
-
-class ConfigError(ValueError):
-    """A mistake in a configuration, phrased for the person who wrote it."""
 
 
 @dataclass
@@ -130,22 +125,14 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f'key "{key}": must be a number {span}, got {value!r}')
     if any(t.weight < 0 for t in cfg.loss_fn):
         raise ConfigError('key "loss_fn": every term\'s "weight" must be >= 0')
-    if all(t.name == "adversarial" for t in cfg.loss_fn):
-        raise ConfigError('key "loss_fn": give at least one content term (l1, mse, perceptual)')
     if cfg.patch_size % cfg.scale:
         raise ConfigError(f'key "patch_size": {cfg.patch_size} is not a multiple of '
                           f'"scale" {cfg.scale} (the LR patch would not align)')
-    adversarial = sum(t.name == "adversarial" for t in cfg.loss_fn)
-    if adversarial > 1 or (cfg.solver == "gan") != (adversarial == 1):
-        raise ConfigError(f'key "loss_fn": solver "gan" needs an "adversarial" term, and an '
-                          f'"adversarial" term needs "solver": "gan" (got solver "{cfg.solver}" '
-                          f"and {adversarial} adversarial terms)")
     if cfg.solver == "gan" and cfg.discriminator is None:
         cfg.discriminator = DiscriminatorConfig()
     for key in ("checkpoint", "generator_path"):
-        value = getattr(cfg, key)
-        if value is not None and not Path(value).is_file():
-            raise ConfigError(f'key "{key}": file not found: {value}')
+        if getattr(cfg, key) is not None and not Path(getattr(cfg, key)).is_file():
+            raise ConfigError(f'key "{key}": file not found: {getattr(cfg, key)}')
 
 
 def _get(node, dotted: str):
@@ -164,10 +151,10 @@ def _normalise_loss(value: Any) -> list:
     if isinstance(value, str):
         return [{"name": value}]
     if isinstance(value, list) and value:
-        for i, v in enumerate(value):
-            if not isinstance(v, (str, dict)):
-                raise ConfigError(f'key "loss_fn[{i}]": expected a loss name or an object '
-                                  f'{{"name", "weight", "params"}}, got {json.dumps(v)}')
+        bad = next((i for i, v in enumerate(value) if not isinstance(v, (str, dict))), None)
+        if bad is not None:
+            raise ConfigError(f'key "loss_fn[{bad}]": expected a loss name or an object '
+                              f'{{"name", "weight", "params"}}, got {json.dumps(value[bad])}')
         return [{"name": v} if isinstance(v, str) else v for v in value]
     raise ConfigError(f'key "loss_fn": expected a loss name or a non-empty list of '
                       f'{{"name", "weight", "params"}} terms, got {json.dumps(value)}')
@@ -183,8 +170,8 @@ def from_dict(data: dict, overrides: list[str] | None = None,
     for item in overrides or []:
         _apply_override(data, item)
     data["loss_fn"] = _normalise_loss(data.get("loss_fn", "l1"))
-    config = _build(Config, data, "")
-    config.loss_fn = [_build(LossTerm, t, f"loss_fn[{i}]") for i, t in enumerate(config.loss_fn)]
+    config = build(Config, data, "")
+    config.loss_fn = [build(LossTerm, t, f"loss_fn[{i}]") for i, t in enumerate(config.loss_fn)]
     _resolve_paths(config, Path(base_dir) if base_dir is not None else Path.cwd())
     _check(config)
     return config
@@ -212,9 +199,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as err:  # a folder, no permission, ...
+    except OSError as err:  # missing, a folder, no permission, ...
         raise ConfigError(f"config file {path}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}: "
@@ -240,7 +225,7 @@ def _apply_override(data: dict, item: str) -> None:
     key, raw = item.split("=", 1)
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError:  # a bare word: the string itself
         value = raw
     *sections, last = key.strip().split(".")
     node, cls = data, Config
@@ -255,88 +240,12 @@ def _apply_override(data: dict, item: str) -> None:
     node[last] = value
 
 
-def _field_default(f) -> Any:
-    """A dataclass field's default as JSON data (None when it has none)."""
-    value = f.default_factory() if f.default_factory is not MISSING else \
-        None if f.default is MISSING else f.default
-    return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value))
-
-
 def _default(cls, name: str) -> dict:
-    """Section ``name`` of dataclass ``cls`` as its defaults, so that ``--set
-    optimizer.params.lr=...`` keeps the default betas beside the new rate; an optional section
-    (scheduler, discriminator) starts from the defaults of its own fields."""
+    """Section ``name`` of dataclass ``cls`` as its default, so that ``--set
+    optimizer.params.lr=...`` keeps the default betas beside the new rate; {} for a section
+    without a default object (its fields' defaults then apply as usual)."""
     f = next((f for f in fields(cls) if f.name == name), None) if cls is not None else None
-    value = None if f is None else _field_default(f)
-    if value is None and f is not None:
-        option = next((o for o in typing.get_args(typing.get_type_hints(cls)[name])
-                       if is_dataclass(o)), None)
-        if option is not None:
-            return {g.name: _field_default(g) for g in fields(option)
-                    if g.default is not MISSING or g.default_factory is not MISSING}
-    return value if isinstance(value, dict) else {}
-
-
-def _build(cls, data: Any, where: str):
-    """A ``cls`` dataclass from a JSON object, every key known and every value coerced."""
-    if not isinstance(data, dict):
-        raise ConfigError(f'key "{where}": expected an object, got {type(data).__name__}')
-    hints, prefix = typing.get_type_hints(cls), f"{where}." if where else ""
-    known = {f.name: f for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            raise ConfigError(f'unknown key "{prefix}{key}"{hint}; '
-                              f"valid keys here: {', '.join(sorted(known))}")
-    kwargs = {}
-    for name, f in known.items():
-        if name in data:
-            kwargs[name] = coerce(data[name], hints[name], prefix + name)
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ConfigError(f'missing required key "{prefix}{name}"')
-    return cls(**kwargs)
-
-
-_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-          list: "a list", dict: "an object"}
-
-
-def coerce(value: Any, hint: Any, where: str):
-    """``value`` as the type ``hint`` names (a dataclass, int, float, ..., ``X | None``, a union),
-    or a :class:`ConfigError` naming the key ``where``. Integers must fit in 64 bits and numbers
-    be finite: JSON allows neither limit, and torch needs both."""
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        if len(options) == 2 and type(None) in options:  # X | None: X's own message
-            return coerce(value, next(o for o in options if o is not type(None)), where)
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return coerce(value, option, where)
-            except ConfigError:
-                continue
-        names = " or ".join(_NAMES.get(o, getattr(o, "__name__", str(o))) for o in options
-                            if o is not type(None))
-        raise ConfigError(f'key "{where}": expected {names}, got {json.dumps(value)}')
-    if is_dataclass(hint):
-        return _build(hint, value, where)
-    expected = typing.get_origin(hint) or hint
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, expected) or (expected in (int, float) and isinstance(value, bool)):
-        raise ConfigError(f'key "{where}": expected {_NAMES.get(expected, expected)}, '
-                          f"got {json.dumps(value)}")
-    if expected is int and not -2**63 <= value < 2**63:
-        raise ConfigError(f'key "{where}": {value} is out of range for an integer (64 bits)')
-    if expected is float and not math.isfinite(value):
-        raise ConfigError(f'key "{where}": expected a finite number, got {value}')
-    return value
-
-
-def check_choice(value: Any, valid, key: str) -> None:
-    """Refuse ``value`` unless it is one of ``valid``, listing them."""
-    if value not in valid:
-        names = ", ".join(v if isinstance(v, str) else json.dumps(v) for v in valid)
-        raise ConfigError(f'key "{key}": unknown value {json.dumps(value)}; valid: {names}')
+    if f is None or f.default_factory is MISSING:
+        return {}
+    value = f.default_factory()
+    return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value))

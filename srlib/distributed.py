@@ -146,8 +146,9 @@ class DistInfo:
         t = torch.tensor([value, -value], dtype=torch.int64, device=device)
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
         if int(t[0]) != -int(t[1]):
-            raise ConfigError(f"the ranks of this torchrun run disagree on {what}: "
-                              f"{-int(t[1])} to {int(t[0])}")
+            raise ConfigError(f"the ranks of this torchrun run disagree on {what} ({-int(t[1])} "
+                              f"to {int(t[0])}): resuming a run on several hosts needs a logdir "
+                              "that every host sees")
 
     def barrier(self) -> None:
         if self.enabled and torch_dist.is_initialized():

@@ -93,21 +93,18 @@ def describe(summary: dict, val_name: str = "validation") -> str:
 class Logbook:
     """The reporting side of a run; ``enabled`` is False on every rank but 0."""
 
-    def __init__(self, logdir, total: int, dist, device, progress: bool = True):
+    def __init__(self, logdir, total: int, dist, device, progress: bool = True,
+                 notes: list[str] = ()):
         self.path, self.total, self.dist, self.device = Path(logdir) / METRICS, total, dist, device
         self.enabled = enabled = dist.is_main
         # a bar only where a person watches a terminal; a redirected stdout gets status lines
         self.bar_wanted = progress and enabled and sys.stdout.isatty() and sys.stderr.isatty()
-        self.notes: list[str] = []
+        self.notes = list(notes)  # what a person must know: said and logged when it starts
         self.bar = self.writer = None
         self.last_said = ""
         if SummaryWriter is None:
             self.notes.append('TensorBoard is not installed, so this run writes no events: '
                               'pip install -e ".[tensorboard]"')
-
-    def note(self, text: str) -> None:
-        """Something a person must know about the run: printed and logged when it starts."""
-        self.notes.append(text)
 
     def start(self, iteration: int, config_text: str, desc: str) -> None:
         """Open the run's outputs (after the logdir was claimed): config.json, the events, the
@@ -139,7 +136,8 @@ class Logbook:
             return
         records, torn = _records(self.path)
         if torn:
-            self.note(f"{self.path}: dropped {len(torn)} unreadable line(s) left by a torn write")
+            self.notes.append(f"{self.path}: dropped {len(torn)} unreadable line(s) left by a "
+                              "torn write")
         kept = [r for r in records if r.get("iteration", 0) <= iteration]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 

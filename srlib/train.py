@@ -87,8 +87,7 @@ class Run:
     best_psnr: float = -math.inf
 
     @property
-    def precision(self) -> str:
-        """What autocast uses: the config's on a GPU, fp32 on a CPU."""
+    def precision(self) -> str:  # what autocast uses: the config's on a GPU, fp32 on a CPU
         return self.cfg.precision if self.device.type == "cuda" else "fp32"
 
     def networks(self) -> dict[str, Network]:
@@ -97,9 +96,8 @@ class Run:
 
 def network(module: nn.Module, cfg: config.Config, opt_cfg, sched_cfg, key: str,
             device: torch.device, dist: DistInfo, total: int) -> Network:
-    """G or D made ready to train, the same way: on the device (channels_last when asked),
-    wrapped for DDP, compiled when asked (CUDA-graph modes on a GPU only), with its own
-    optimiser, schedule and fp16 loss scaler. ``key`` prefixes config keys in errors."""
+    """G or D made ready to train alike: on the device (channels_last), wrapped for DDP, compiled
+    (CUDA graphs on a GPU only), with its own optimiser, schedule, fp16 scaler and config key."""
     module = module.to(device)
     if cfg.channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -126,10 +124,8 @@ def make_run(cfg: config.Config, device: str | None = None, dist: DistInfo | Non
                                if cfg.epochs else 10**9)  # else bounded by max_minutes only
     if cfg.dataset.on_device:  # the whole set as uint8 on the device (see its module)
         data = DeviceBatches(data, device, progress=progress and dist.is_main)
-    content, log = build.content_loss(cfg).to(device), Logbook(cfg.logdir, total, dist, device,
-                                                               progress)
-    for text in build.notes(cfg, device, content):
-        log.note(text)
+    content = build.content_loss(cfg).to(device)
+    log = Logbook(cfg.logdir, total, dist, device, progress, build.notes(cfg, device, content))
     val, g = cfg.validation, network(g, cfg, cfg.optimizer, cfg.scheduler, "", device, dist, total)
     run = Run(cfg=cfg, dist=dist, device=device, g=g, d=None, content_loss=content,
               ema=EMA(g.module, cfg.ema_decay) if cfg.ema_decay else None, adversarial=None,
@@ -186,9 +182,9 @@ def gan_step(g: Network, d: Network, loss: CombinedLoss, adversarial: Adversaria
     d.scaler.scale(d_loss).backward()
     d.scaler.step(d.optimizer)
     d.scaler.update()
-    return {"loss": g_loss.detach(), **terms, "adversarial": adv.detach(), "d_loss": d_loss.detach(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean(),   # D's probability of "real"
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+    p_real = torch.sigmoid(torch.stack([real_logits, fake_logits]).detach()).mean((1, 2))
+    return {"loss": g_loss.detach(), **terms, "adversarial": adv.detach(),
+            "d_loss": d_loss.detach(), "d_real": p_real[0], "d_fake": p_real[1]}
 
 
 def train(cfg: config.Config | str, overrides: list[str] | None = None, progress: bool = True,
@@ -197,20 +193,20 @@ def train(cfg: config.Config | str, overrides: list[str] | None = None, progress
     bicubic's. An unfinished run in the logdir is resumed; a finished one is kept (an error)
     unless ``overwrite``, which replaces it only once the new run is built."""
     cfg = cfg if isinstance(cfg, config.Config) else config.load(cfg, overrides)
-    build.check(cfg)
+    build.check(cfg)  # names first: a typo never touches the logdir
     dist = DistInfo.from_environment()
     try:
         with logdir.claim(cfg, overwrite, dist.is_main) as (cfg, fresh):
             run = make_run(cfg, device, dist, progress)
-            dist.check_same(run.iteration, run.device, "the iteration to resume from (resuming "
-                            "a multi-host run needs a logdir every host sees)")
+            dist.check_same(run.iteration, run.device, "the iteration to resume from")
             if fresh and dist.is_main:  # only now, with the new run built, may the old go
                 logdir.clear(cfg.logdir)
             dist.barrier()
             summary = fit(run)
         if cfg.validation is not None and dist.is_main:  # bicubic on the same images
-            bicubic = bicubic_baseline(cfg.validation.root, cfg.scale, cfg.validation.max_images)
-            summary["bicubic_psnr_y"] = summarize(bicubic)["psnr_y"]
+            v = cfg.validation
+            summary["bicubic_psnr_y"] = summarize(bicubic_baseline(v.root, cfg.scale,
+                                                                   v.max_images))["psnr_y"]
             summary["gain_db"] = summary["best_val_psnr_y"] - summary["bicubic_psnr_y"]
         return summary
     finally:

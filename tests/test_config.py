@@ -188,7 +188,7 @@ def test_paths_that_do_not_exist(tmp_path):
     msg = error_of(tmp_path, dict(ORIGINAL, solver="gan", loss_fn="adversarial",
                                   generator_path="nope.pt"))
     assert 'key "generator_path": file not found' in msg
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="absent.json: No such file or directory"):
         config_mod.load(tmp_path / "absent.json")
 
 

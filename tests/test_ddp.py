@@ -273,8 +273,9 @@ def test_two_nodes_on_loopback_train_in_step(tmp_path, long_run):
     one rank each, train one run: both end on the same iteration with identical weights, rank 0
     alone writes (one set of files, one log), and the run is the standalone 2-rank run's.
 
-    c10d hands out the ranks in the order the nodes join (``--node-rank`` is only read by the
-    static rendezvous), so either node may hold rank 0: found from the logs, not assumed. Both
+    c10d numbers the nodes itself (torch 2.14.1 sorts them by host name, then torchrun's
+    process id; ``--node-rank`` is only read by the static rendezvous, so it is left out), so
+    either node may hold rank 0: found from the dumps and logs, not assumed. Both
     nodes are one host here, so each one's rank is its host's first and both decode the
     training set's cache (atomic writes of identical bytes, as on two hosts sharing a disk)."""
     config, _, reference = long_run

@@ -1,12 +1,7 @@
-"""The decoded training set as one uint8 file beside the images, memory-mapped. Decoding DIV2K
-takes minutes and about 24 GB; done once into this file, it is shared through the operating
-system's page cache by every process of a torchrun run (and by later runs), instead of each
-process holding its own decoded copy. The file is named by what it was made from (the images,
-the scale, `VERSION`), so a change makes a new file; delete the folder to reclaim the space.
-A cache that does not match its index (truncated, edited, half-deleted) is rebuilt, with a
-warning saying so."""
-from __future__ import annotations
-
+"""The decoded training set as one memory-mapped uint8 file beside the images: decoding DIV2K
+takes minutes and about 24 GB, so it is done once and shared through the page cache by every
+process of a run (and later runs). Named by its sources, scale and `VERSION`, so a change makes a
+new file (delete the folder to reclaim space); a damaged one is rebuilt, with a warning."""
 import hashlib
 import json
 import warnings
@@ -23,26 +18,17 @@ from srlib.data.io import atomic_path, write_text_atomic
 VERSION = 1  # bump whenever the stored pixels would change (make_lr's resize, as_rgb, ...)
 
 
-def _fingerprint(paths: list[tuple[Path, Path | None]], scale: int) -> dict:
-    """What the cache was made from: every source file's name, size and modification time."""
-    files = [[p.name, p.stat().st_size, p.stat().st_mtime_ns]
-             for pair in paths for p in pair if p is not None]
-    return {"version": VERSION, "scale": scale, "files": files}
-
-
 def _read_index(index_file: Path, data_file: Path, key: dict) -> dict | None:
-    """The index when it belongs to ``key`` and the data file has exactly its bytes, else None
-    (with a warning when a cache was there but is unusable)."""
+    """``key``'s index if the data file has exactly its bytes, else None (warned if damaged)."""
     if not index_file.is_file():
         return None
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
-        layout = index["layout"]
-        size = sum(3 * (hh * hw + lh * lw) for _, hh, hw, _, lh, lw in layout)
-        if index["key"] == key and data_file.stat().st_size == size:
-            return index
+        size = sum(3 * (hh * hw + lh * lw) for _, hh, hw, _, lh, lw in index["layout"])
         if index["key"] != key:
             return None  # made from other images: a new file, this one stays for them
+        if data_file.stat().st_size == size:
+            return index
     except (OSError, ValueError, KeyError, TypeError):
         pass
     warnings.warn(f"the decode cache {data_file} is damaged (truncated or its index unreadable):"
@@ -58,7 +44,9 @@ class DecodedCache:
     def __init__(self, folder: Path, paths: list[tuple[Path, Path | None]], scale: int,
                  decode: Callable[[int], tuple[np.ndarray, np.ndarray] | None],
                  progress: bool = False):
-        key = _fingerprint(paths, scale)
+        files = [[p.name, p.stat().st_size, p.stat().st_mtime_ns]  # what it is made from
+                 for pair in paths for p in pair if p is not None]
+        key = {"version": VERSION, "scale": scale, "files": files}
         name = f"x{scale}-{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]}"
         self.file, index_file = folder / f"{name}.u8", folder / f"{name}.json"
         index = _read_index(index_file, self.file, key)

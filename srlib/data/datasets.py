@@ -1,10 +1,6 @@
-"""Training and evaluation datasets for x`scale` super-resolution. Two layouts: a plain folder
-of HR images (T91, Set5, Set14), whose LR is made by `make_lr` (the degradation evaluation uses),
-or a prepared folder (DIV2K/DF2K sub-images) with same-named files in `HR/` and `LR_x{scale}/`.
-Models get float CHW RGB tensors in [0, 1]; uint8 benchmark arrays keep the file's channels."""
-
-from __future__ import annotations
-
+"""Training and evaluation datasets for x`scale` super-resolution, in two layouts: a plain folder
+of HR images (T91, Set5, Set14) whose LR `make_lr` makes, as for evaluation, or a prepared folder
+(DIV2K/DF2K sub-images) with same-named files in `HR/` and `LR_x{scale}/`."""
 import warnings
 from pathlib import Path
 
@@ -12,7 +8,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from srlib.config import ConfigError
-from srlib.data.augment import aligned_crop, dihedral, draw_patch_params
+from srlib.data.augment import dihedral, draw_patch_params
 from srlib.data.cache import DecodedCache
 from srlib.data.imresize import make_lr
 from srlib.data.io import (
@@ -26,12 +22,10 @@ from srlib.data.io import (
 
 
 class PairedPatchDataset(Dataset):
-    """Random aligned LR/HR patches for training: item ``(k, seed)`` is a patch of image ``k``,
-    cut and flipped as ``seed`` draws (the sampler gives every item its own seed, so a batch is
-    a pure function of the run's seed and iteration). `cache=True` decodes the set once into a
-    memory-mapped file in ``root/.srlib_cache`` (see `cache.DecodedCache`); `cache=False`
-    decodes per item. With `skip_corrupt`, an image that cannot be decoded is left out (at the
-    cache's build, or at its first read without one) with one warning naming it."""
+    """Random aligned LR/HR patches for training: item ``(k, seed)`` is a patch of image ``k``
+    cut and flipped as ``seed`` draws (see `sampler`). `cache=True` decodes the set once into
+    ``root/.srlib_cache`` (see `cache.DecodedCache`); `cache=False` decodes per item. With
+    `skip_corrupt`, an image that cannot be decoded is left out, with one warning naming it."""
 
     def __init__(self, root, patch_size: int = 96, scale: int = 4, augment: bool = True,
                  cache: bool = True, skip_corrupt: bool = False, progress: bool = False):
@@ -69,15 +63,13 @@ class PairedPatchDataset(Dataset):
                           f"patch_size={patch_size}: " + ", ".join(small), stacklevel=2)
         self._check_usable(len(small), len(corrupt))
         self._bad: set[int] = set()  # images found corrupt at their first read (skip_corrupt)
-        self._cache = None
-        if cache:
-            self._cache = DecodedCache(self.root / ".srlib_cache", self.paths, scale,
-                                       self._decode, progress)
-            if self._cache.skipped:  # corrupt images found while decoding the set
-                keep = [k for k in range(len(self.paths)) if k not in self._cache.skipped]
-                self.paths = [self.paths[k] for k in keep]
-                self.lr_hw = [self.lr_hw[k] for k in keep]
-                self._check_usable(len(small), len(corrupt) + len(self._cache.skipped))
+        self._cache = (DecodedCache(self.root / ".srlib_cache", self.paths, scale, self._decode,
+                                    progress) if cache else None)
+        if self._cache is not None and self._cache.skipped:  # corrupt ones found decoding the set
+            keep = [k for k in range(len(self.paths)) if k not in self._cache.skipped]
+            self.paths = [self.paths[k] for k in keep]
+            self.lr_hw = [self.lr_hw[k] for k in keep]
+            self._check_usable(len(small), len(corrupt) + len(self._cache.skipped))
 
     def _check_usable(self, small: int, corrupt: int) -> None:
         if not self.paths:
@@ -85,40 +77,30 @@ class PairedPatchDataset(Dataset):
                               f"smaller than patch_size={self.patch_size} (scale={self.scale}), "
                               f"{corrupt} unreadable")
 
-    def _check_pair(self, hr_path, hr_hw, lr_path, lr_hw) -> None:
-        """Prepared pairs must be exactly `scale` apart, or crops would misalign."""
-        if hr_hw != (lr_hw[0] * self.scale, lr_hw[1] * self.scale):
-            raise ImageReadError(hr_path, f"HR size {hr_hw[0]}x{hr_hw[1]} is not {self.scale} x "
-                                          f"LR size {lr_hw[0]}x{lr_hw[1]} of {lr_path}")
-
     def _lr_hw(self, hr_path: Path, lr_path: Path | None) -> tuple[int, int]:
-        """LR (h, w) of an image from the file headers alone, so uncached sets start fast."""
+        """LR (h, w) of an image from the file headers alone, so uncached sets start fast. A
+        prepared pair must be exactly `scale` apart, or its crops would misalign."""
         h, w = image_size(hr_path)
         if lr_path is None:
             return h // self.scale, w // self.scale
-        lr_hw = image_size(lr_path)
-        self._check_pair(hr_path, (h, w), lr_path, lr_hw)
-        return lr_hw
-
-    def _load_pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Decode (and if needed synthesise) image k's uint8 RGB (hr, lr) pair."""
-        hr_path, lr_path = self.paths[k]
-        if lr_path is None:
-            hr, lr = make_lr(load_image(hr_path), self.scale)
-        else:
-            hr, lr = load_image(hr_path), load_image(lr_path)
-            self._check_pair(hr_path, hr.shape[:2], lr_path, lr.shape[:2])
-        return as_rgb(hr), as_rgb(lr)
+        lh, lw = image_size(lr_path)
+        if (h, w) != (lh * self.scale, lw * self.scale):
+            raise ImageReadError(hr_path, f"HR size {h}x{w} is not {self.scale} x LR size "
+                                          f"{lh}x{lw} of {lr_path}")
+        return lh, lw
 
     def _decode(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Image k's pair, or None (warned once) when it cannot be decoded and may be skipped."""
+        """Image k's RGB uint8 (hr, lr), or None (warned once) if corrupt under `skip_corrupt`."""
+        hr_path, lr_path = self.paths[k]
         try:
-            return self._load_pair(k)
+            hr = load_image(hr_path)  # sizes were checked from the headers
+            hr, lr = make_lr(hr, self.scale) if lr_path is None else (hr, load_image(lr_path))
         except ImageReadError as err:
             if not self.skip_corrupt:
                 raise
             warnings.warn(f"skipped an image that cannot be decoded ({err})", stacklevel=2)
             return None
+        return as_rgb(hr), as_rgb(lr)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -128,8 +110,7 @@ class PairedPatchDataset(Dataset):
         image found corrupt (with `skip_corrupt`) is replaced by the next usable one."""
         if self._cache is not None:
             return self._cache.pair(k)
-        for j in (k + i for i in range(len(self.paths))):
-            j %= len(self.paths)
+        for j in ((k + i) % len(self.paths) for i in range(len(self.paths))):
             if j not in self._bad:
                 pair = self._decode(j)
                 if pair is not None:
@@ -141,7 +122,8 @@ class PairedPatchDataset(Dataset):
         k, seed = item
         hr, lr = self.pair(k)
         y, x, flips = draw_patch_params(lr.shape[:2], self.lr_size, self.augment, seed)
-        lr, hr = aligned_crop(lr, hr, y, x, self.lr_size, self.scale)
+        n, s = self.lr_size, self.scale  # the LR patch at (y, x) and the HR it was made from
+        lr, hr = lr[y:y + n, x:x + n], hr[y * s:(y + n) * s, x * s:(x + n) * s]
         # crops and flips are strided views; to_float_tensor makes the single copy
         return {"lr": to_float_tensor(dihedral(lr, *flips)),   # (3, p/s, p/s)
                 "hr": to_float_tensor(dihedral(hr, *flips))}   # (3, p, p)
@@ -158,10 +140,9 @@ def scorable_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class BenchmarkDataset(Dataset):
-    """Whole images for evaluation: modcropped HR and its bicubic LR, kept in memory. Items:
-    {"name", "lr", "hr" (3-channel float CHW), "hr_uint8", "lr_uint8" (the file's channels, for
-    scoring: collapse a "gray" item's output with `gray_from_rgb`), "gray"}. Sizes differ per
-    image: iterate the dataset (or use batch_size=None) rather than batching."""
+    """Whole images for evaluation, in memory: {"name", "lr", "hr" (3-channel float CHW [0, 1]),
+    "hr_uint8", "lr_uint8" (the file's channels, for scoring: collapse a "gray" item's output with
+    `gray_from_rgb`), "gray"}. Sizes differ: iterate (or batch_size=None), do not batch."""
 
     def __init__(self, root, scale: int = 4, name: str | None = None):
         self.root, self.scale, self.name = Path(root), scale, name or Path(root).name

@@ -1,8 +1,6 @@
 """The training set as uint8 on the training device (DIV2K's sub-images: about 23.9 GB), with
 batches cut there, since a CPU loader can fall behind a few-millisecond GPU step. Batches equal
 the CPU loader's bit for bit, so exact resume and the DDP batch split work unchanged."""
-from __future__ import annotations
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -19,12 +17,19 @@ class DeviceBatches:
         self.device = torch.device(device)
         self.scale, self.lr_size, self.augment = dataset.scale, dataset.lr_size, dataset.augment
         self.lr_hw = dataset.lr_hw
-        _check_fits(dataset, self.device)
+        if self.device.type == "cuda":  # refuse, before uploading, a set that leaves no room
+            need = sum(3 * h * w * (1 + self.scale**2) for h, w in self.lr_hw)  # uint8 LR + HR
+            free, total = torch.cuda.mem_get_info(self.device)
+            if need > 0.8 * free:
+                raise ConfigError(f'key "dataset.on_device": the training set in {dataset.root} '
+                                  f"takes {need / 2**30:.1f} GiB as uint8, but {self.device} has "
+                                  f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free; set "
+                                  "dataset.on_device to false (CPU workers feed the GPU) or train "
+                                  "on a card with more memory")
         self.lr_images, self.hr_images = [], []  # 3xHxW uint8 on the device
         # uint8 -> [0, 1] by table lookup, bit-identical to io.to_float_tensor (divided on the
         # CPU): CUDA divides as a multiply by the reciprocal, which rounds some levels otherwise
         self._levels = (torch.arange(256, dtype=torch.float32) / 255.0).to(self.device)
-        # from the decoded cache file (dataset.cache), or decoded one by one
         for k in tqdm(range(len(dataset)), desc=f"uploading training set to {self.device}",
                       unit="img", disable=not progress):
             hr, lr = dataset.pair(k)
@@ -52,19 +57,6 @@ class DeviceBatches:
         mask = torch.tensor(flips, dtype=torch.bool).to(self.device, non_blocking=True)
         return {"lr": self._levels[_dihedral(torch.stack(lr_patches), mask).long()],
                 "hr": self._levels[_dihedral(torch.stack(hr_patches), mask).long()]}
-
-
-def _check_fits(dataset: PairedPatchDataset, device: torch.device) -> None:
-    """Refuse, before uploading anything, a set that would not leave room for training."""
-    if device.type != "cuda":
-        return
-    need = sum(3 * h * w * (1 + dataset.scale**2) for h, w in dataset.lr_hw)  # uint8 LR + HR
-    free, total = torch.cuda.mem_get_info(device)
-    if need > 0.8 * free:
-        raise ConfigError(f'key "dataset.on_device": the training set in {dataset.root} takes '
-                          f"{need / 2**30:.1f} GiB as uint8, but {device} has {free / 2**30:.1f} "
-                          f"of {total / 2**30:.1f} GiB free; set dataset.on_device to false (CPU "
-                          "workers feed the GPU) or train on a card with more memory")
 
 
 def _dihedral(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

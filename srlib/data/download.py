@@ -115,9 +115,8 @@ def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
 
 
 def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, progress: bool = True) -> Path:
-    """Unpack a zip or tar into `dest_dir`, which appears only once everything is unpacked.
-    zipfile keeps every member inside the folder; tarfile's "data" filter refuses members or
-    links pointing outside it."""
+    """Unpack a zip or tar into `dest_dir`, which appears only once complete. zipfile keeps every
+    member inside the folder; tarfile's "data" filter refuses members or links pointing out."""
     archive, dest_dir = Path(archive), Path(dest_dir)
     if dest_dir.exists():
         return dest_dir
@@ -148,10 +147,10 @@ def _by_hand(archive: Archive, path: Path, hr_dir: Path) -> str:
 
 def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | None = None,
                   timeout: float = 30, progress: bool = True) -> list[Path]:
-    """Make a dataset's HR image folders available under `root/downloads/`; return them.
-    Per archive the first that works: a folder already unpacked (by us or by hand), an archive
-    in `root/downloads/`, a download from the catalogue URL or `mirror` + file name. After the
-    first network failure nothing more is downloaded; one DownloadError lists what is missing."""
+    """A dataset's HR image folders, made available under `root/downloads/` by the first that
+    works per archive: a folder already unpacked, an archive in `root/downloads/`, a download
+    from the catalogue URL or `mirror` + file name. After the first network failure nothing
+    more is downloaded; one DownloadError lists what is missing."""
     if name.lower() not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if mirror is not None and not (urllib.parse.urlparse(mirror).scheme in ("http", "https")

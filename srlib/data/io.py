@@ -1,7 +1,6 @@
 """Image reading/writing with loud failures, uint8 <-> float conversions and channel helpers.
 A truncated PNG that decodes to a half-grey image still yields a (wrong) PSNR, so reads verify
-the file and raise ``ImageReadError`` naming it; writes are atomic (temporary file, then
-``os.replace``), so an interrupted run never leaves half a file behind."""
+the file and raise ``ImageReadError`` naming it; writes are atomic (see `atomic_path`)."""
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,21 +18,16 @@ class ImageReadError(ValueError):
     """An image file is missing, unreadable or corrupt."""
 
     def __init__(self, path, reason: str | None = None):
-        if reason is None:  # re-raised by a DataLoader worker: torch passes its report alone
-            path, reason = _from_worker_report(str(path))
+        if reason is None:  # re-raised by a DataLoader worker: torch passes its traceback alone,
+            # whose last line is "...ImageReadError: cannot read image PATH: REASON"
+            last = str(path).strip().splitlines()[-1].split("ImageReadError: ", 1)[-1]
+            path, _, reason = last.removeprefix("cannot read image ").partition(": ")
+            reason = reason or "unreadable"
         self.path, self.reason = Path(path), reason
         super().__init__(f"cannot read image {self.path}: {reason}")
 
     def __reduce__(self):  # to and from DataLoader workers intact
         return type(self), (self.path, self.reason)
-
-
-def _from_worker_report(report: str) -> tuple[str, str]:
-    """(path, reason) from the last line of a worker's traceback, "...ImageReadError: cannot
-    read image PATH: REASON", so the main process raises the worker's one-line error."""
-    last = report.strip().splitlines()[-1].split("ImageReadError: ", 1)[-1]
-    path, _, reason = last.removeprefix("cannot read image ").partition(": ")
-    return path, reason or "unreadable"
 
 
 @contextmanager
@@ -91,17 +85,15 @@ def read_as_displayed(path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
             im = Image.fromarray(load_image(path))  # 16-bit or float gray, scaled as training
         gray = im.mode in ("1", "L", "LA", "I;16", "I")
         if transparent:
-            im = im.convert("LA" if gray else "RGBA")
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = np.asarray(im.convert("LA" if gray else "RGBA"), dtype=np.uint8)
             return (arr[..., 0] if gray else arr[..., :3]).copy(), arr[..., -1].copy(), notes
         return np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8), None, notes
 
 
 @contextmanager
 def atomic_path(path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block ends
-    without error, so a crash never leaves a half-written file under the real name. A failed
-    write (a full disk, a read-only folder) is an OSError naming ``path``."""
+    """Yield a temporary path beside ``path``, moved onto it only if the block ends without
+    error, so a crash never leaves half a file; a failed write is an OSError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -153,9 +145,8 @@ def list_images(folder) -> list[Path]:
 
 
 def to_uint8(x) -> np.ndarray:
-    """Float [0, 1] image -> uint8 HxW[x3] numpy (clamp, then round). Takes numpy HxW / HxWxC
-    or a torch tensor CxHxW / 1xCxHxW / HxW (channels last; one channel gives HxW); uint8 input
-    is returned as a numpy array unchanged."""
+    """Float [0, 1] image -> uint8 numpy, clamped then rounded: numpy HxW / HxWxC, or a tensor
+    CxHxW / 1xCxHxW / HxW made channels-last (one channel gives HxW). uint8 passes unchanged."""
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
         if t.dim() == 4:
@@ -174,8 +165,7 @@ def to_uint8(x) -> np.ndarray:
 
 
 def to_float_tensor(img) -> torch.Tensor:
-    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1] (HxW -> 1xHxW); float input
-    is taken to be in [0, 1] already and is not rescaled."""
+    """uint8 HxWxC or HxW numpy -> float32 CxHxW tensor in [0, 1]; float input is not rescaled."""
     arr = np.asarray(img)
     arr = arr[..., None] if arr.ndim == 2 else arr
     t = torch.from_numpy(np.require(arr.transpose(2, 0, 1), requirements=["C", "W"]))

@@ -130,9 +130,8 @@ def prepare_dataset(name: str, root: str | os.PathLike = "data", crop_size: int 
                     step: int = 240, thresh_size: int = 0, scale: int = 4,
                     workers: int | None = None, mirror: str | None = None,
                     timeout: float = 30, progress: bool = True) -> Path:
-    """Fetch a catalogued dataset and cut it into `root/<name>/HR` and `LR_x<scale>` ("df2k":
-    DIV2K train and Flickr2K in one folder). Archives placed by hand in `root/downloads/` are
-    used as they are; `mirror` is a base URL to download the archives from instead."""
+    """Fetch a catalogued dataset (see `fetch_dataset`) and cut it into `root/<name>/HR` and
+    `LR_x<scale>` ("df2k": DIV2K train and Flickr2K in one folder)."""
     folders = fetch_dataset(name, root, mirror=mirror, timeout=timeout, progress=progress)
     return prepare_subimages(folders, Path(root) / name.lower(), crop_size, step, thresh_size,
                              scale, workers, progress)

@@ -1,10 +1,6 @@
-"""Batches as a pure function of (seed, iteration), so a resumed run sees the same data: a batch
-is a list of ``(index, sample_seed)`` items, indices walking a per-epoch permutation and
-``sample_seed`` drawing that item's crop and flips (``augment.draw_patch_params``). Nothing
-depends on the worker count or on earlier batches, so resume-after-SIGKILL reproduces the
-uninterrupted run exactly."""
-from __future__ import annotations
-
+"""Batches as a pure function of (seed, iteration): lists of ``(index, sample_seed)``, indices
+walking a per-epoch permutation, the seed drawing the item's crop and flips. Nothing depends on
+the worker count or on earlier batches, so a resumed run (even after SIGKILL) sees the same data."""
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -19,9 +15,8 @@ class IterationBatchSampler(Sampler):
 
     def __init__(self, num_items: int, batch_size: int, seed: int, total: int, start: int = 0,
                  shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.n, self.batch, self.seed = num_items, batch_size, seed
-        self.total, self.start, self.shuffle = total, start, shuffle
-        self.rank, self.world = rank, world_size
+        self.n, self.batch, self.seed, self.total = num_items, batch_size, seed, total
+        self.start, self.shuffle, self.rank, self.world = start, shuffle, rank, world_size
         self._perm_epoch, self._perm = -1, torch.arange(num_items)  # kept when not shuffling
 
     def __len__(self) -> int:
@@ -33,15 +28,12 @@ class IterationBatchSampler(Sampler):
             self._perm_epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
         return self._perm
 
-    def batch_for(self, iteration: int) -> list[tuple[int, int]]:
-        ks = range(iteration * self.batch, (iteration + 1) * self.batch)
-        items = [(int(self._order(k // self.n)[k % self.n]), (self.seed * _MIX + k) % 2**63)
-                 for k in ks]
-        return items[self.rank::self.world]
-
     def __iter__(self):
         for iteration in range(self.start, self.total):
-            yield self.batch_for(iteration)
+            ks = range(iteration * self.batch, (iteration + 1) * self.batch)
+            items = [(int(self._order(k // self.n)[k % self.n]), (self.seed * _MIX + k) % 2**63)
+                     for k in ks]
+            yield items[self.rank::self.world]
 
 
 def make_batches(data: Dataset | DeviceBatches, params, seed: int, total: int, start: int = 0,
