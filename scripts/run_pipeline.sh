@@ -14,10 +14,10 @@
 # only ever names a finished run: a pipeline still running, or one that failed, is in the
 # folder it printed at its start.
 # With outdir "notebooks" (make notebooks) it re-executes the committed notebooks in place,
-# training into the configs' own logdirs afresh, and removes papermill's traces from them
-# (scripts/strip_papermill.py: the injected-parameters cell, which carries the `-p overwrite
-# True` given here, and papermill's metadata), so that they hold outputs, not the pipeline's
-# parameters or timestamps. Each notebook runs with notebooks/ as its
+# training afresh into a new folder runs/notebooks-<timestamp>/ (so no earlier run is
+# replaced), and removes papermill's traces from them (scripts/strip_papermill.py: the
+# injected-parameters cell, which carries the run_dir given here, and papermill's metadata),
+# so that they hold outputs, not the pipeline's parameters or timestamps. Each notebook runs with notebooks/ as its
 # working directory, so the relative paths in its parameters work. The first failing notebook
 # stops the pipeline and is named. Papermill comes from .venv when there is one, else from the
 # active Python environment.
@@ -37,9 +37,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 outdir=${2:-$root/runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd -P)
-if [[ $outdir == "$root/notebooks" ]]; then  # in place: the configs' logdirs, trained afresh
-    train_params=(-p overwrite True)
-    where=()
+if [[ $outdir == "$root/notebooks" ]]; then  # in place: a new run folder, trained afresh
+    fresh=$root/runs/notebooks-$(date +%Y%m%d-%H%M%S)
+    mkdir -p "$fresh"
+    train_params=(-p run_dir "$fresh")
+    where=(-p run_dir "$fresh")
     results=$root/results
 else
     train_params=(-p run_dir "$outdir")

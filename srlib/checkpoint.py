@@ -1,11 +1,9 @@
-"""Checkpoints: what a run saves and restores, and generator files read from anywhere. They hold
-state dicts and plain values only, so they load with ``torch.load(weights_only=True)``: safe
-to open from strangers. A file appears under its final name only once it is complete. The
-functions taking ``run`` use the fields of ``srlib.train.Run``; only rank 0 writes.
-
-Format v2 keeps every trained network (G, and D in a GAN) in one shape, ``networks[name]`` =
-``{"weights", "optimizer", "scheduler", "scaler"}``; v1 files (before December 2026: G at the
-top level, D under ``extra``) are read by converting them to it."""
+"""Checkpoints: what a run (``srlib.train.Run``; only rank 0 writes) saves and restores, and
+generator files from anywhere. State dicts and plain values only, so they open safely with
+``torch.load(weights_only=True)``, even from strangers; a file gets its name once complete.
+Format v2 keeps each network (G, and D in a GAN) as ``networks[name]`` = ``{"weights",
+"optimizer", "scheduler", "scaler"}``; v1 files (before December 2026: G at the top level, D
+under ``extra``) are converted on reading."""
 import io
 import json
 import os
@@ -29,9 +27,8 @@ class CheckpointError(ValueError):
 
 
 def save(state: dict, path: str | Path) -> Path:
-    """Write ``state`` beside ``path``, flush it to disk, then rename it into place. It is
-    serialised in memory first: torch.save hides a failed write (a full disk) behind an
-    "unexpected pos" RuntimeError, where a plain write says what went wrong."""
+    """Write ``state`` beside ``path``, fsync, rename into place. Serialised in memory first:
+    torch.save hides a failed write (a full disk) behind "unexpected pos"; plain writes say why."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -47,8 +44,7 @@ def _upgrade(state: dict) -> dict:
         return state
     nets = {"g": {"weights": state["model"], "optimizer": state["optimizer"],
                   "scheduler": state["scheduler"], "scaler": state["scaler"]}}
-    extra = state.get("extra") or {}
-    if extra:
+    if extra := state.get("extra"):
         nets["d"] = {"weights": extra["discriminator"], "optimizer": extra["d_optimizer"],
                      "scheduler": extra.get("d_scheduler"), "scaler": extra["d_scaler"]}
     keep = ("iteration", "best_psnr", "finished", "config", "ema", "rng")
@@ -56,8 +52,7 @@ def _upgrade(state: dict) -> dict:
 
 
 def load(path: str | Path, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint safely (an srlib one in the current layout); a clear error names a
-    missing or unreadable file."""
+    """Load a checkpoint safely (an srlib one in today's layout), naming a bad or missing file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -118,14 +113,12 @@ def load_weights(model, state_dict: dict, source) -> None:
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:  # missing or unexpected keys, or other shapes
-        detail = " ".join(str(err).split())[:300]
         raise CheckpointError(f"{source}: its weights do not fit {type(model).__name__} "
-                              f"({detail})") from None
+                              f"({' '.join(str(err).split())[:300]})") from None
 
 
 def save_run(run, name: str, finished: bool = False) -> None:
-    """``logdir/<name>.pt``; ``finished`` marks the end of the run, which a new run may not
-    resume or replace."""
+    """``logdir/<name>.pt``; ``finished`` marks a run's end: no new run resumes or replaces it."""
     if not run.dist.is_main:
         return
     networks = {key: {"weights": net.module.state_dict(), "optimizer": net.optimizer.state_dict(),
@@ -140,8 +133,7 @@ def save_run(run, name: str, finished: bool = False) -> None:
 
 
 def restore(run, path) -> None:
-    """Continue exactly where ``path`` stopped: every network with its optimiser, schedule and
-    scaler, the EMA copy, the RNG, the iteration."""
+    """Continue exactly where ``path`` stopped: networks, optimisers, schedules, EMA, RNG."""
     state = load(path, map_location=run.device)
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an srlib training checkpoint (use "

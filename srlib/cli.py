@@ -3,6 +3,7 @@ This module imports nothing heavy, so ``--help`` and ``--version`` answer at onc
 commands live in ``srlib.commands`` (torch and the rest), imported once the arguments parse.
 Errors a person can fix end with one line on stderr and exit code 2, never a traceback."""
 import argparse
+import functools
 import importlib
 
 from srlib import __version__
@@ -21,11 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srlib", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"srlib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    shown = argparse.ArgumentDefaultsHelpFormatter
+    command = functools.partial(sub.add_parser,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     device = {"choices": ["auto", "cpu", "cuda"], "default": "auto",
               "help": "where to run the model (auto: the GPU when there is one)"}
 
-    p = sub.add_parser("train", help="train from a JSON config", formatter_class=shown)
+    p = command("train", help="train from a JSON config")
     p.add_argument("--config", required=True, help="path to a JSON config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.params.lr=5e-4 (repeatable)")
@@ -36,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar even on a terminal (status lines instead)")
 
-    p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) on folders of HR images",
-                       formatter_class=shown)
+    p = command("eval", help="PSNR/SSIM (Y and RGB) on folders of HR images")
     p.add_argument("--data", action="append", required=True,
                    help="folder of HR images (repeatable)")
     p.add_argument("--bicubic", action="store_true", help="score the bicubic baseline")
@@ -50,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write the results there instead of stdout")
     p.add_argument("--device", **device)
 
-    p = sub.add_parser("upscale", help="upscale an image (or a folder) with a trained generator",
-                       formatter_class=shown)
+    p = command("upscale", help="upscale an image (or a folder) with a trained generator")
     p.add_argument("--checkpoint", required=True,
                    help="a trained generator: best.pt/last.pt, exported .safetensors, BasicSR .pth")
     p.add_argument("input", help="an image, or a folder of images")
@@ -63,14 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: fp16 on a GPU, fp32 on the CPU")
     p.add_argument("--device", **device)
 
-    p = sub.add_parser("export", help="write a trained generator as safetensors, with a model card",
-                       formatter_class=shown)
+    p = command("export", help="write a trained generator as safetensors, with a model card")
     p.add_argument("checkpoint", help="an srlib checkpoint (best.pt, last.pt; EMA weights win)")
     p.add_argument("output", help="the .safetensors file to write (its card: the same name, .md)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
 
-    p = sub.add_parser("prepare", help="download and cut DIV2K / DF2K into sub-images",
-                       formatter_class=shown)
+    p = command("prepare", help="download and cut DIV2K / DF2K into sub-images")
     p.add_argument("name", choices=["div2k", "df2k"], help="the training set")
     p.add_argument("--root", default="data", help="data folder (archives go to ROOT/downloads)")
     p.add_argument("--workers", type=_at_least(1), default=None,

@@ -91,9 +91,8 @@ def _round(value):
 
 
 def _record_scores(ckpt: Path, results: dict) -> None:
-    """Keep a checkpoint's test-set means in its run folder (``scores.json``), where ``srlib
-    export`` finds them for the model card; a folder that is not a run's, or is read-only, is
-    left alone."""
+    """Keep a checkpoint's test-set means in its run folder's ``scores.json`` for ``srlib export``'s
+    model card; a folder that is not a run's, or is read-only, is left alone."""
     if not (ckpt.parent / "srlib.lock").exists():
         return
     path = ckpt.parent / "scores.json"
@@ -108,9 +107,8 @@ def _record_scores(ckpt: Path, results: dict) -> None:
 
 
 def _upscale_pairs(src: Path, dst: Path, scale: int) -> tuple[list, list[str]]:
-    """(input, output) pairs for a file or a folder, and what a folder holds that is skipped,
-    with why; refused, before any compute, when an output would replace an input or another
-    output, or has no image format."""
+    """(input, output) pairs for a file or a folder, and the files skipped, with why; refused
+    before any compute when an output would replace an input or another, or is no image type."""
     pairs, skipped = [(src, dst)], []
     if src.is_dir():
         inputs = list_images(src)

@@ -13,14 +13,11 @@ from srlib.data.io import gray_from_rgb, list_images, to_uint8
 from srlib.inference import upscale
 from srlib.metrics import METRICS, score_pair
 
-__all__ = ["bicubic_baseline", "format_table", "score_model"]
-
 
 def bicubic_baseline(hr_folder, scale: int = 4, max_images: int | None = None,
                      keep: dict | None = None) -> list[dict]:
-    """One row of scores per image (border = scale) for plain bicubic upscaling of its LR (the
-    first ``max_images`` images, in file order, as validation takes them); ``keep`` receives
-    each upscaled uint8 image by name, for figures."""
+    """A row of scores per image (border = scale) of bicubic upscaling of its LR, for the first
+    ``max_images`` in file order (as validation takes them); ``keep``: each uint8 image by name."""
     rows = []
     for path in list_images(hr_folder)[:max_images]:
         hr, lr = scorable_pair(path, scale)

@@ -1,7 +1,6 @@
-"""``srlib export``: a trained generator as a safetensors file that other tools load without
-srlib (the metadata says how to rebuild the network and what goes in and out), and a model card
-beside it (Markdown with Hugging Face front matter): the model, its training data and the terms
-that data comes with, how long it trained, and its scores where the run has them."""
+"""``srlib export``: a trained generator as a safetensors file that tools load without srlib (its
+metadata says how to rebuild the network, what goes in and out), and a model card beside it
+(Markdown, Hugging Face front matter): the model, its data and that data's terms, its scores."""
 from __future__ import annotations
 
 import json
@@ -52,16 +51,13 @@ def export(source: str | Path, out: str | Path, overwrite: bool = False) -> tupl
     if model is None:
         raise ConfigError(f"{source}: a bare state dict says nothing of its model")
     run = state if state.get("format") == FORMAT else {}
-    ema = bool(run) and run.get("ema") is not None
+    ema = run.get("ema") is not None
     metadata = {"format": "pt", "srlib_version": __version__, "srlib_model": json.dumps(model),
                 "ema": json.dumps(ema), "scale": str(model["scale"]),
                 "iterations": str(run.get("iteration", "unknown")), **CONVENTIONS}
-    data = save({k: v.contiguous() for k, v in weights.items()}, metadata=metadata)
     with atomic_path(out) as tmp:
-        tmp.write_bytes(data)
-    card = out.with_suffix(".md")
-    write_text_atomic(card, model_card(model, run, source, out, ema))
-    return out, card
+        tmp.write_bytes(save({k: v.contiguous() for k, v in weights.items()}, metadata=metadata))
+    return out, write_text_atomic(out.with_suffix(".md"), model_card(model, run, source, out, ema))
 
 
 def _scores(logdir: Path, checkpoint_name: str) -> list[str]:
@@ -85,23 +81,20 @@ def model_card(model: dict, run: dict, source: Path, out: Path, ema: bool) -> st
         f"license_name: the terms of its training data ({data}); see below",
         "pipeline_tag: image-to-image",
         f"tags: [super-resolution, srlib, {model['model']}, x{model['scale']}]",
-        f"datasets: [{data}]", "---", "",
-        f"# {model['model']} x{model['scale']} ({out.name})", "",
+        f"datasets: [{data}]", "---", "", f"# {model['model']} x{model['scale']} ({out.name})", "",
         f"Exported by srlib {__version__} from `{source.name}`: {model['model']} ({params}), "
         f"{'the EMA copy of the weights' if ema else 'the trained weights'}, "
         f"{run.get('iteration', 'an unknown number of')} iterations"
         + (f" of solver `{cfg.get('solver')}` with loss {cfg.get('loss_fn')}." if cfg else "."),
         "", f"- input: {CONVENTIONS['input']}", f"- output: {CONVENTIONS['output']}",
-        f"- training data: {DATA_TERMS.get(data, data)}", "",
-        "## Scores", "",
+        f"- training data: {DATA_TERMS.get(data, data)}", "", "## Scores", "",
         f"Best validation Y-PSNR on the held-aside images: {run['best_psnr']:.2f} dB."
         if run.get("best_psnr", float("-inf")) > float("-inf") else "No validation recorded.",
         "", *(["| test set | Y-PSNR (dB) | Y-SSIM | RGB-PSNR (dB) |", "|---|---|---|---|", *rows]
               if rows else ["No test-set scores in this run's folder (`srlib eval --checkpoint "
                             f"{source.name}` records them in scores.json)."]),
-        "", "## Load it without srlib", "", "```python",
-        "import json, torch", "from safetensors import safe_open",
-        f'with safe_open("{out.name}", "pt") as f:',
+        "", "## Load it without srlib", "", "```python", "import json, torch",
+        "from safetensors import safe_open", f'with safe_open("{out.name}", "pt") as f:',
         '    meta = json.loads(f.metadata()["srlib_model"])  # model name, scale, parameters',
         "    weights = {k: f.get_tensor(k) for k in f.keys()}",
         "# build the network that meta names (e.g. BasicSR's MSRResNet has the same keys),",

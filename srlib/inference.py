@@ -1,8 +1,7 @@
 """Use a trained generator: load it, upscale a tensor, or an image of any size tile by tile.
-Each ``tile``-pixel piece overlaps its neighbours by ``overlap`` pixels and only its centre is
-kept, so with an overlap at least the network's receptive radius the result equals the untiled
-one; each finished tile goes straight into the uint8 output, so memory is that output plus one
-tile's working set, whatever the image's size. An image file is read as a viewer shows it."""
+Tiles overlap by ``overlap`` pixels and only their centres are kept: with an overlap of at least
+the network's receptive radius the result equals the untiled one, and memory is the uint8 output
+plus one tile's working set, whatever the image's size. Files are read as a viewer shows them."""
 from __future__ import annotations
 
 import os
@@ -13,15 +12,8 @@ import torch
 
 from srlib import build, checkpoint
 from srlib.config import ConfigError
+from srlib.data import io as image_io
 from srlib.data.imresize import imresize
-from srlib.data.io import (
-    as_rgb,
-    gray_from_rgb,
-    read_as_displayed,
-    save_image,
-    to_float_tensor,
-    to_uint8,
-)
 from srlib.distributed import PRECISIONS, autocast
 
 
@@ -49,9 +41,8 @@ def _precision(model: torch.nn.Module, precision: str) -> str:
 
 @torch.inference_mode()
 def upscale(model: torch.nn.Module, lr: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """SR of an NCHW (or CHW) float batch in [0, 1], whole: the same layout on the CPU, float32,
-    clamped to [0, 1]. Scoring keeps fp32, so published figures follow the protocol exactly;
-    ``fp16``/``bf16`` run the model under autocast (the weights stay float32)."""
+    """SR of an NCHW (or CHW) float batch in [0, 1], whole: same layout, float32 on the CPU,
+    clamped. Scoring keeps fp32, as the protocol says; ``fp16``/``bf16`` autocast the model."""
     x = lr.unsqueeze(0) if lr.dim() == 3 else lr                  # (N, 3, h, w)
     device = next(model.parameters()).device
     with autocast(device.type, _precision(model, precision)):
@@ -79,13 +70,13 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, tile: int | None = 
                   overlap: int = 32, precision: str = "auto") -> np.ndarray:
     """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind, at the model's
     scale: tiled, half precision on a GPU, each tile written into the uint8 output."""
-    s, rgb = model.scale, as_rgb(image)
+    s, rgb = model.scale, image_io.as_rgb(image)
     out = np.empty((rgb.shape[0] * s, rgb.shape[1] * s, 3), np.uint8)
     for (top, bottom, left, right), (ct, cb, cl, cr) in tiles(*rgb.shape[:2], tile, overlap):
-        sr = upscale(model, to_float_tensor(rgb[ct:cb, cl:cr]), precision)  # (3, s*th, s*tw)
+        sr = upscale(model, image_io.to_float_tensor(rgb[ct:cb, cl:cr]), precision)  # (3, s*h, s*w)
         core = sr[:, (top - ct) * s:(bottom - ct) * s, (left - cl) * s:(right - cl) * s]
-        out[top * s:bottom * s, left * s:right * s] = to_uint8(core)
-    return gray_from_rgb(out) if image.ndim == 2 else out
+        out[top * s:bottom * s, left * s:right * s] = image_io.to_uint8(core)
+    return image_io.gray_from_rgb(out) if image.ndim == 2 else out
 
 
 def _available_bytes() -> int:
@@ -101,7 +92,7 @@ def upscale_file(model: torch.nn.Module, src: Path, dst: Path, tile: int | None 
                  overlap: int = 32, precision: str = "auto") -> tuple[tuple[int, int], list[str]]:
     """Upscale the image file ``src`` as a viewer shows it into ``dst``: ((width, height) of
     the output, notes for the person). Transparency is kept (its alpha resized by bicubic)."""
-    image, alpha, notes = read_as_displayed(src)
+    image, alpha, notes = image_io.read_as_displayed(src)
     s = model.scale
     height, width = image.shape[0] * s, image.shape[1] * s
     # the output, as uint8 and as the encoder's copy of it, must fit with room to spare
@@ -115,6 +106,6 @@ def upscale_file(model: torch.nn.Module, src: Path, dst: Path, tile: int | None 
                           "hold; use a .png output")
     sr = upscale_image(model, image, tile, overlap, precision)
     if alpha is not None:  # HxW (or HxWx3) + alpha -> HxWx4: what a viewer composites
-        sr = np.dstack([as_rgb(sr), imresize(alpha, float(s))])
-    save_image(dst, sr)
+        sr = np.dstack([image_io.as_rgb(sr), imresize(alpha, float(s))])
+    image_io.save_image(dst, sr)
     return (width, height), notes

@@ -1,10 +1,8 @@
-"""The folder a run owns. One run at a time: an advisory lock (``flock`` on ``srlib.lock``) is
-held for the whole run, and the kernel releases it when the process dies, however it dies. A
-run never destroys another: an unfinished run is resumed, a finished one is kept unless
-``--overwrite``, and only files srlib writes are ever removed. How srlib knows a file is its
-own: by name (``OWN``, TensorBoard's ``events.out.tfevents.*``, ``.*.tmp`` of an interrupted
-save) inside a folder marked as a run folder by ``srlib.lock`` (or, for runs older than the
-lock, by a ``last.pt`` that is an srlib checkpoint). A folder holding anything else is refused."""
+"""The folder a run owns. One run at a time: an advisory lock (``flock`` on ``srlib.lock``) held for
+the whole run, which the kernel releases however the process dies. A run never destroys another: an
+unfinished run is resumed, a finished one kept unless ``--overwrite``, and only srlib's files are
+removed: by name (``OWN``, ``OWN_PATTERNS``), in a folder that ``srlib.lock`` (or, before the lock,
+an srlib ``last.pt``) marks as a run's; a folder with other files is refused."""
 from __future__ import annotations
 
 import contextlib
@@ -35,13 +33,12 @@ def _inspect(cfg: Config, overwrite: bool, say: bool) -> tuple[Config, bool]:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f'key "logdir": {folder} is a file, not a folder')
     names = sorted(os.listdir(folder)) if folder.is_dir() else []
-    foreign = [n for n in names if not _own(n)]
-    if foreign:
+    if foreign := [n for n in names if not _own(n)]:
         raise ConfigError(f'key "logdir": {folder} holds files srlib did not write '
                           f"({', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}); "
                           "give each run a folder of its own")
     last = folder / "last.pt"
-    if any(n not in (LOCK,) and not n.endswith(".tmp") for n in names) and LOCK not in names \
+    if LOCK not in names and not all(n.endswith(".tmp") for n in names) \
             and checkpoint.training_state_format(last) is None:
         raise ConfigError(f'key "logdir": {folder} holds {", ".join(names[:4])} but no srlib.lock '
                           "or srlib checkpoint: not a run srlib made; choose another folder")

@@ -1,9 +1,8 @@
 """Training losses: pixel (L1/MSE), VGG19 perceptual, adversarial, and their weighted sum.
 ``CombinedLoss`` sums the content losses (SR against HR); the adversarial loss needs the
-discriminator and its own optimiser step, so the GAN step calls it directly. Where the VGG19
-weights come from is ``srlib.pretrained``'s business."""
+discriminator and its own optimiser step, so the GAN step calls it directly."""
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from srlib.config import check_choice
@@ -21,13 +20,12 @@ class PixelLoss(nn.Module):
         check_choice(kind, _CRITERIA, "kind")
         self.kind = kind
 
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
         return _CRITERIA[self.kind](sr, hr)
 
 
 def _layer_end(features: nn.Sequential, layer: str, before_activation: bool) -> int:
-    """Exclusive end index into ``vgg19().features`` for "vggIJ", the J-th conv of block I:
-    just after the conv or after its ReLU (vgg22 -> 8 or 9, vgg54 -> 35 or 36)."""
+    """Exclusive end in ``vgg19().features`` of "vggIJ": after its conv or ReLU (vgg54: 35, 36)."""
     ends, block, conv = {}, 1, 0
     for index, module in enumerate(features):
         if isinstance(module, nn.MaxPool2d):
@@ -40,11 +38,10 @@ def _layer_end(features: nn.Sequential, layer: str, before_activation: bool) -> 
 
 
 class PerceptualLoss(nn.Module):
-    """Distance between frozen VGG19 features of SR and HR (SRGAN, Ledig et al. 2017), for
-    images in [0, 1]. ``layer`` "vggIJ" is the J-th conv of block I; ``before_activation`` takes
-    the conv output, not its ReLU (ESRGAN: denser features). ``rescale`` multiplies the features
-    (1/12.75 brings VGG54 MSE to the scale of pixel MSE). Without the ImageNet weights it stops,
-    saying where to put them, unless ``allow_random_weights`` (then ``random_weights`` is True)."""
+    """Distance between frozen VGG19 features of SR and HR images in [0, 1] (SRGAN, Ledig et al.
+    2017). ``layer`` "vggIJ": the J-th conv of block I, before its ReLU if ``before_activation``
+    (ESRGAN: denser features); ``rescale`` 1/12.75 brings VGG54 MSE to pixel MSE's scale. Lacking
+    the ImageNet weights it stops, saying where to put them, unless ``allow_random_weights``."""
 
     def __init__(self, layer: str = "vgg54", before_activation: bool = True,
                  rescale: float = 1 / 12.75, criterion: str = "mse", pretrained: bool = True,
@@ -74,27 +71,26 @@ class PerceptualLoss(nn.Module):
                                         generator=generator)
                 nn.init.zeros_(conv.bias)
         self.vgg.requires_grad_(False)  # a fixed feature extractor (convs and ReLUs only)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
-                             persistent=False)  # ImageNet's statistics of images in [0, 1]
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
-                             persistent=False)
+        imagenet = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}  # in [0, 1]
+        for name, values in imagenet.items():
+            self.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: Tensor) -> Tensor:
         """Rescaled VGG features (N, C, H', W') of images (N, 3, H, W) in [0, 1]."""
         return self.vgg((images - self.mean) / self.std) * self.rescale
 
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
         with torch.no_grad():  # the target needs no graph
             target = self.features(hr)
         return _CRITERIA[self.criterion](self.features(sr), target)
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+def _bce(logits: Tensor, target: float) -> Tensor:
     """BCE on logits: finite for saturated logits (+-100), where log(sigmoid) gives inf."""
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def _relativistic(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _relativistic(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
     """RaGAN: each side is judged relative to the average of the other side."""
     return real - fake.mean(), fake - real.mean()
 
@@ -114,15 +110,13 @@ class AdversarialLoss(nn.Module):
         """Whether ``generator_loss`` uses D(hr); when not, the G step can skip that forward."""
         return self.kind == "relativistic"
 
-    def discriminator_loss(self, real_logits: torch.Tensor,
-                           fake_logits: torch.Tensor) -> torch.Tensor:
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """Trains D to tell HR (real, label 1) from SR (fake, label 0)."""
         if self.kind == "relativistic":
             real_logits, fake_logits = _relativistic(real_logits, fake_logits)
         return 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
 
-    def generator_loss(self, real_logits: torch.Tensor | None,
-                       fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         """Trains G to fool D. Vanilla: the non-saturating -log D(G(z)), strong while D still
         wins; ignores ``real_logits``. Relativistic mirrors the D loss, so G learns from both."""
         if not self.needs_real_logits:
@@ -151,8 +145,7 @@ class CombinedLoss(nn.Module):
             self.weights[unique] = float(weight)
             self.terms[unique] = module
 
-    def forward(self, sr: torch.Tensor,
-                hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, sr: Tensor, hr: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         total, values = sr.new_zeros(()), {}
         for name, module in self.terms.items():
             value = module(sr, hr)

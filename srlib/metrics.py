@@ -1,8 +1,7 @@
-"""PSNR and SSIM as the SR literature (SRCNN onward, MATLAB) measures them: BT.601 luma of uint8
-images, ``border`` pixels (= the scale) shaved from every side, peak 255; SSIM per Wang et al.
-(2004), 11x11 Gaussian (sigma 1.5), 'valid' filtering. Gray images (Set14 ``bridge``) are scored
-on their gray values: RGB->Y would map 0..255 onto 16..235 and inflate PSNR by ~0.6 dB. Float
-inputs in [0, 1] are quantised first, so a float output scores exactly as its saved PNG would."""
+"""PSNR and SSIM as SR papers measure them (in MATLAB): BT.601 luma of uint8 images, peak 255,
+``border`` pixels (the scale) shaved off each side; SSIM per Wang et al. (2004): 11x11 Gaussian,
+sigma 1.5, 'valid' filtering. Gray images (Set14 ``bridge``) are scored as gray (RGB->Y maps 0..255
+onto 16..235: PSNR ~0.6 dB high). Floats in [0, 1] are quantised first, so they score as saved."""
 import math
 
 import numpy as np

@@ -14,8 +14,7 @@ import torch
 from srlib.data.io import atomic_path
 from srlib.models.msrresnet import MSRResNet
 
-# torchvision's VGG19_Weights.IMAGENET1K_V1 (a test checks they agree); written out, so that
-# importing srlib does not import torchvision.models (3 s)
+# torchvision's VGG19_Weights.IMAGENET1K_V1 (a test checks), copied here: importing it takes 3 s
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_FILE = Path(urlparse(VGG19_URL).path).name  # vgg19-dcbb9e9d.pth; dcbb9e9d: SHA-256 prefix
 
@@ -25,10 +24,9 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 
 def load_vgg19(features: torch.nn.Module, weights_dir=None, timeout: float = 5.0) -> None:
-    """Load torchvision's ImageNet VGG19 weights into ``features`` (a prefix of
-    ``vgg19().features``) from ``weights_dir`` (default: torch's hub cache), downloaded there
-    first when missing. ``urlopen`` runs in a daemon thread we wait ``timeout`` for: the socket
-    timeout does not bound DNS look-ups."""
+    """Load the ImageNet VGG19 weights into ``features`` (a prefix of ``vgg19().features``) from
+    ``weights_dir`` (default: torch's hub cache), downloading them there first. ``urlopen`` runs
+    in a daemon thread we wait ``timeout`` for: the socket timeout does not bound DNS look-ups."""
     path = Path(weights_dir or Path(torch.hub.get_dir(), "checkpoints")).expanduser() / VGG19_FILE
     answer: list = [TimeoutError(f"no answer from {urlparse(VGG19_URL).hostname} in {timeout:g} s")]
 
@@ -65,7 +63,6 @@ def load_vgg19(features: torch.nn.Module, weights_dir=None, timeout: float = 5.0
             "meaningless.") from exc
 
 
-# --------------------------------------------------------------------------- BasicSR MSRResNet
 # srlib's MSRResNet keeps BasicSR's module names: only older (mmsr / ESRGAN-repo) files need
 # renaming (`recon_trunk`, `HRconv`), and DDP's `module.` prefix goes.
 _RENAMES = {"module.": "", "recon_trunk.": "body.", "HRconv.": "conv_hr."}
@@ -103,8 +100,7 @@ def load_basicsr_msrresnet(state_dict_or_path, param_key: str | None = None) -> 
         raise ValueError(f"checkpoint has no {param_key!r} entry; keys: {sorted(obj)}")
     key = param_key or next((k for k in ("params_ema", "params") if k in obj), None)
     sd = {_rename(k): v for k, v in (obj[key] if key else obj).items()}
-    unknown = sorted(k for k in sd if not _KNOWN_KEY.fullmatch(k))
-    if unknown:
+    if unknown := sorted(k for k in sd if not _KNOWN_KEY.fullmatch(k)):
         raise ValueError(f"unknown keys in BasicSR MSRResNet state dict: {unknown}")
     missing = [k for k in ("conv_first.weight", "upconv1.weight", "conv_last.weight")
                if k not in sd]
@@ -115,8 +111,7 @@ def load_basicsr_msrresnet(state_dict_or_path, param_key: str | None = None) -> 
         missing = sorted(set(expected) - set(sd))
     if missing:
         raise ValueError(f"missing keys in BasicSR MSRResNet state dict: {missing}")
-    bad = [f"{k}: {tuple(sd[k].shape)} != {tuple(v.shape)}"
-           for k, v in expected.items() if sd[k].shape != v.shape]
-    if bad:
+    if bad := [f"{k}: {tuple(sd[k].shape)} != {tuple(v.shape)}"
+               for k, v in expected.items() if sd[k].shape != v.shape]:
         raise ValueError(f"shape mismatches for MSRResNet({cfg}): {bad}")
     return sd

@@ -268,6 +268,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _two_nodes(tmp_path, config, dump, logdirs, timeout=300):
+    """Two torchrun "nodes" on 127.0.0.1 (c10d rendezvous, one gloo rank each) running the
+    worker on ``config``, node i with ``logdirs[i]``; returns (exit codes, logs)."""
+    port, job = _free_port(), f"srlib-test-{os.getpid()}-{tmp_path.name}"
+    nodes = []
+    for node, logdir in enumerate(logdirs):
+        log = tmp_path / f"node{node}.log"
+        cmd = [*TORCHRUN, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
+               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", job,
+               str(WORKER), str(dump), "0", "--", "train", "--config", str(config),
+               "--no-progress", "--set", f"logdir={logdir}"]
+        nodes.append((_start(cmd, log), log))
+    codes = _wait(nodes, timeout, "the two torchrun nodes")
+    return codes, [log.read_text() for _, log in nodes]
+
+
 def test_two_nodes_on_loopback_train_in_step(tmp_path, long_run):
     """Two torchrun "nodes" (``--nnodes 2 --nproc_per_node 1``, c10d rendezvous on 127.0.0.1),
     one rank each, train one run: both end on the same iteration with identical weights, rank 0
@@ -280,17 +296,7 @@ def test_two_nodes_on_loopback_train_in_step(tmp_path, long_run):
     training set's cache (atomic writes of identical bytes, as on two hosts sharing a disk)."""
     config, _, reference = long_run
     run, dump = tmp_path / "run", tmp_path / "ranks"
-    port, job = _free_port(), f"srlib-test-{os.getpid()}"
-    nodes = []
-    for node in (0, 1):
-        log = tmp_path / f"node{node}.log"
-        cmd = [*TORCHRUN, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", job,
-               str(WORKER), str(dump), "0", "--", "train", "--config", str(config),
-               "--no-progress", "--set", f"logdir={run}"]
-        nodes.append((_start(cmd, log), log))
-    codes = _wait(nodes, 300, "the two torchrun nodes")
-    logs = [log.read_text() for _, log in nodes]
+    codes, logs = _two_nodes(tmp_path, config, dump, [run, run])
     assert codes == [0, 0], "\n".join(f"--- node {n}:\n{t[-2000:]}" for n, t in enumerate(logs))
 
     r0, r1 = _weights(dump / "rank0.pt"), _weights(dump / "rank1.pt")
@@ -308,6 +314,25 @@ def test_two_nodes_on_loopback_train_in_step(tmp_path, long_run):
     assert _equal(_g(last), r0["g"])
     # two nodes or one: the same gloo all-reduce of the same half-batches, bit for bit
     assert _equal(_g(last), _g(_weights(reference / "last.pt")))
+
+
+def test_hosts_that_see_different_logdirs_are_refused_a_resume(tmp_path, long_run):
+    """A multi-host run whose hosts each keep their own logdir cannot resume: rank 0's host
+    finds the unfinished last.pt, the other host finds nothing and would start from 0. Both
+    ranks stop with a config error before training, whichever node is rank 0."""
+    config, _, reference = long_run
+    state = _weights(reference / "last.pt")
+    state["finished"] = False  # the run as a kill leaves it, on one host's disk only
+    (tmp_path / "seen").mkdir()
+    torch.save(state, tmp_path / "seen" / "last.pt")
+    codes, logs = _two_nodes(tmp_path, config, tmp_path / "ranks",
+                             [tmp_path / "seen", tmp_path / "unseen"], timeout=240)
+    said = "\n".join(f"--- node {n}:\n{t[-2000:]}" for n, t in enumerate(logs))
+    assert 0 not in codes, said
+    assert all("disagree on the iteration to resume from" in t for t in logs), said
+    assert not (tmp_path / "ranks").exists() or not any((tmp_path / "ranks").iterdir())
+    assert not (tmp_path / "unseen" / "last.pt").exists()  # nothing trained, nothing saved
+    assert _weights(tmp_path / "seen" / "last.pt")["iteration"] == LONG
 
 
 def _train_records(run):

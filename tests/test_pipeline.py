@@ -299,6 +299,8 @@ def test_pipeline_in_place_leaves_no_papermill_traces(pipeline_checkout):
         source = "".join(nb["cells"][1]["source"])                 # the parameters cell's own
         assert source == "overwrite = False\nrun_dir = None\nresults_dir = None"
         printed = "".join(nb["cells"][2]["outputs"][0]["text"])   # executed, outputs kept
-        retrains = name.startswith(("02", "03"))                   # -p overwrite True
-        assert printed == f"{name[:2]} overwrite={retrains} run_dir=None\n", printed
-    assert not list(notebooks.glob(".*.done")) and not (pipeline_checkout.repo / "runs").exists()
+        fresh = sorted((pipeline_checkout.repo / "runs").glob("notebooks-*"))
+        assert len(fresh) == 1  # the runs go to a new folder: no finished run is replaced
+        expected = "None" if name.startswith("01") else str(fresh[0])
+        assert printed == f"{name[:2]} overwrite=False run_dir={expected}\n", printed
+    assert not list(notebooks.glob(".*.done"))

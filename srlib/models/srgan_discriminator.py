@@ -18,14 +18,12 @@ class SRGANDiscriminator(nn.Module):
         layers = [nn.Conv2d(in_channels, num_feat, 3, padding=1), nn.LeakyReLU(0.2)]
         cin = num_feat
         # width doubles every other layer, stride 2 when it stays; no conv bias before BatchNorm
-        for cout in [num_feat, 2 * num_feat, 2 * num_feat, 4 * num_feat,
-                     4 * num_feat, 8 * num_feat, 8 * num_feat]:
+        for cout in [num_feat * k for k in (1, 2, 2, 4, 4, 8, 8)]:
             layers += [nn.Conv2d(cin, cout, 3, stride=2 if cout == cin else 1, padding=1,
                                  bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
             cin = cout
         self.features = nn.Sequential(*layers)
-        side = input_size // 16
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, 1024),
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin * (input_size // 16)**2, 1024),
                                         nn.LeakyReLU(0.2), nn.Linear(1024, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,10 +28,9 @@ class ResidualBlockBN(nn.Module):
 
 
 class SRResNet(nn.Module):
-    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps). PReLU has
-    one shared slope per layer. The last conv's bias starts at `output_mean` (None: PyTorch's
-    default): nothing else shifts the output, and Adam moves a bias by about one learning rate
-    per step, so from 0 it would take ~900 steps at lr 5e-4 to stop producing too-dark images."""
+    """LR in [0, 1] -> SR of the same range (unclamped: the caller clamps). The last conv's bias
+    starts at `output_mean` (None: PyTorch's init): nothing else shifts the output, and Adam moves a
+    bias ~one learning rate a step (from 0: ~900 too-dark steps at lr 5e-4)."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
                  num_block: int = 16, scale: int = 4,

@@ -1,7 +1,6 @@
 """BasicSR's VGG-style discriminator (ESRGAN, MSRGAN), with its module names (``conv0_0``,
-``bn0_1``, ..., ``linear2``) so that its weights load as they are. Each stage is a 3x3 conv and
-a 4x4 stride-2 conv, halving the patch down to 4x4; a 100-unit dense head gives one logit, far
-lighter than the SRGAN discriminator's first dense layer."""
+``bn0_1``, ..., ``linear2``) so its weights load as they are. Each stage (3x3 conv, 4x4 stride-2
+conv) halves the patch, down to 4x4; the 100-unit dense head is far lighter than SRGAN's."""
 import math
 
 import torch
