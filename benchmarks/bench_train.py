@@ -5,6 +5,8 @@ on the CPU in fp32. Nothing in srlib is patched: whole runs are timed by srlib's
 turn with the reference step, and data loading by iterating ``make_batches`` alone."""
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,8 +75,13 @@ class TrainResult:
 
 def srlib_iterations(cfg) -> list[float]:
     """Seconds of each iteration of a whole ``fit`` (the loop with its loader, EMA, schedule,
-    read-backs), from its log of one-iteration windows; the first (warm-up) left out."""
-    fit(make_run(cfg, device="cpu", progress=False))
+    read-backs), from its log of one-iteration windows; the first (warm-up) left out. Its
+    status lines (one per iteration in so short a run) are not printed: its notes are."""
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        fit(make_run(cfg, device="cpu", progress=False))
+    for line in dict.fromkeys(said.getvalue().splitlines()):
+        if line.startswith("NOTE:"):
+            print(f"  srlib {line}")
     return [1 / rate for rate in logged_rates(cfg)[1:]]
 
 

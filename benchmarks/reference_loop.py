@@ -2,10 +2,11 @@
 
 It does the optimisation work an srlib run does for the same config - same model class and
 size, Adam with the config's parameters, mean L1, one scheduler step, the EMA update when the
-config has one, the loss read back as a Python float every step, and for ``fp16`` autocast
-with a GradScaler (``bf16``: autocast alone) - and nothing else: no data loading (random
-tensors of the batch's shapes, made once), no checkpoints, no logs. ``fp16`` and ``bf16`` run
-on a GPU only, as in srlib, whose runs are fp32 on a CPU: asked for on a CPU they are refused.
+config has one, torch.compile where srlib compiles, the loss read back as a Python float every
+step, and for ``fp16`` autocast with a GradScaler (``bf16``: autocast alone) - and nothing
+else: no data loading (random tensors of the batch's shapes, made once), no checkpoints, no
+logs. ``fp16`` and ``bf16`` run on a GPU only, as in srlib, whose runs are fp32 on a CPU:
+asked for on a CPU they are refused.
 """
 from __future__ import annotations
 
@@ -45,8 +46,12 @@ class ReferenceTrainer:
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.Adam(self.model.parameters(), **cfg.optimizer.params,
                                           **fused)
-        mode = "default" if cfg.compile is True else cfg.compile
-        self.forward = torch.compile(self.model, mode=mode) if cfg.compile else self.model
+        # compiled where srlib compiles (srlib.train.network): the CUDA-graph modes on a GPU
+        # only; on a CPU a "reduce-overhead" config trains eager, and so does the reference
+        self.compiled = bool(cfg.compile) and (self.device.type == "cuda"
+                                               or cfg.compile in (True, "default"))
+        mode = None if cfg.compile is True else cfg.compile
+        self.forward = torch.compile(self.model, mode=mode) if self.compiled else self.model
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=10**6)
         self.ema_decay = cfg.ema_decay
         self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay else None

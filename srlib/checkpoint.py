@@ -1,15 +1,12 @@
-"""Checkpoints: what a run (``srlib.train.Run``; only rank 0 writes) saves and restores, and
-generator files from anywhere. State dicts and plain values only, so they open safely with
-``torch.load(weights_only=True)``, even from strangers; a file gets its name once complete.
-Format v2 keeps each network (G, and D in a GAN) as ``networks[name]`` = ``{"weights",
-"optimizer", "scheduler", "scaler"}``; v1 files (before December 2026: G at the top level, D
-under ``extra``) are converted on reading."""
+"""Checkpoints: what a run saves and restores (only rank 0 writes), and generator files from
+anywhere. Plain values and state dicts only, so ``torch.load(weights_only=True)`` opens them
+safely, from anyone; a file gets its name once complete. Format v2 keeps each network (G; D in a
+GAN) as ``networks[name]`` = ``{"weights", "optimizer", "scheduler", "scaler"}``; v1 is upgraded."""
 import io
 import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -27,8 +24,7 @@ class CheckpointError(ValueError):
 
 
 def save(state: dict, path: str | Path) -> Path:
-    """Write ``state`` beside ``path``, fsync, rename into place. Serialised in memory first:
-    torch.save hides a failed write (a full disk) behind "unexpected pos"; plain writes say why."""
+    """Atomic and fsync'd; serialised first, as torch.save hides a full disk ("unexpected pos")."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -51,7 +47,7 @@ def _upgrade(state: dict) -> dict:
     return {"format": FORMAT, **{k: state[k] for k in keep if k in state}, "networks": nets}
 
 
-def load(path: str | Path, map_location: Any = "cpu") -> dict:
+def load(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint safely (an srlib one in today's layout), naming a bad or missing file."""
     path = Path(path)
     if not path.is_file():
@@ -82,9 +78,8 @@ def training_state_format(path: Path) -> str | None:
 
 
 def read_generator(source: str | Path | dict, prefer_ema: bool = True) -> tuple[dict | None, dict]:
-    """(model, weights) of a generator file: an srlib checkpoint (its EMA copy when there is
-    one), a ``.safetensors`` file from ``srlib export``, or BasicSR MSRResNet weights. ``model``
-    is ``{"model", "scale", "model_params"}``, or None for a bare state dict of tensors."""
+    """(model, weights) of an srlib checkpoint (EMA if any), an exported ``.safetensors`` or BasicSR
+    MSRResNet file; ``model`` is ``{"model", "scale", "model_params"}`` or None (bare weights)."""
     if not isinstance(source, dict) and Path(source).is_file() and is_safetensors(source):
         try:
             with safe_open(str(source), "pt") as handle:
@@ -155,8 +150,7 @@ def restore(run, path) -> None:
 
 
 def _same_schedule(saved: dict, now: dict) -> None:
-    """Refuse to resume with another optimiser or schedule: the restored optimiser and
-    scheduler states would follow the old one (a cosine would climb back up)."""
+    """A resumed run keeps its optimisers and schedules: restored states follow the old ones."""
     keys = ["optimizer", "scheduler", "discriminator"]
     schedules = (now["scheduler"], (now["discriminator"] or {}).get("scheduler"))
     if any(s and s["name"] != "reduce" for s in schedules):  # their length is the run's

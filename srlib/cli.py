@@ -1,7 +1,6 @@
 """``srlib train | eval | upscale | export | prepare``: the command line over the library.
-This module imports nothing heavy, so ``--help`` and ``--version`` answer at once; the
-commands live in ``srlib.commands`` (torch and the rest), imported once the arguments parse.
-Errors a person can fix end with one line on stderr and exit code 2, never a traceback."""
+It imports nothing heavy, so ``--help`` and ``--version`` answer at once; ``srlib.commands`` (torch
+and the rest) is imported once the arguments parse, and ends fixable errors in one line, exit 2."""
 import argparse
 import functools
 import importlib
@@ -37,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "default an unfinished run is resumed and a finished one is kept)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar even on a terminal (status lines instead)")
-
     p = command("eval", help="PSNR/SSIM (Y and RGB) on folders of HR images")
     p.add_argument("--data", action="append", required=True,
                    help="folder of HR images (repeatable)")
@@ -50,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="table for people; csv and json (4 decimals) for scripts")
     p.add_argument("--output", metavar="FILE", help="write the results there instead of stdout")
     p.add_argument("--device", **device)
-
     p = command("upscale", help="upscale an image (or a folder) with a trained generator")
     p.add_argument("--checkpoint", required=True,
                    help="a trained generator: best.pt/last.pt, exported .safetensors, BasicSR .pth")
@@ -62,12 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                    help="auto: fp16 on a GPU, fp32 on the CPU")
     p.add_argument("--device", **device)
-
     p = command("export", help="write a trained generator as safetensors, with a model card")
     p.add_argument("checkpoint", help="an srlib checkpoint (best.pt, last.pt; EMA weights win)")
     p.add_argument("output", help="the .safetensors file to write (its card: the same name, .md)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
-
     p = command("prepare", help="download and cut DIV2K / DF2K into sub-images")
     p.add_argument("name", choices=["div2k", "df2k"], help="the training set")
     p.add_argument("--root", default="data", help="data folder (archives go to ROOT/downloads)")

@@ -45,7 +45,7 @@ def _eval(args) -> None:
     if not (args.bicubic or args.checkpoint):
         raise config.ConfigError("srlib eval needs --bicubic and/or --checkpoint")
     model = load_generator(args.checkpoint, pick_device(args.device)) if args.checkpoint else None
-    results = {}  # set -> method -> {"rows", "mean"}
+    results = {}  # set -> method -> rows
     for folder in args.data:
         tables = results.setdefault(Path(folder).name, {})
         if args.bicubic:
@@ -74,10 +74,9 @@ def _format(results: dict, fmt: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["set", "method", "image", *METRICS])
-    for name, tables in results.items():
-        for method, rows in tables.items():
-            for row in rows + [summarize(rows)]:
-                writer.writerow([name, method, row["name"], *(f"{row[k]:.4f}" for k in METRICS)])
+    writer.writerows([name, method, row["name"], *(f"{row[k]:.4f}" for k in METRICS)]
+                     for name, tables in results.items() for method, rows in tables.items()
+                     for row in rows + [summarize(rows)])
     return out.getvalue()
 
 
@@ -91,8 +90,7 @@ def _round(value):
 
 
 def _record_scores(ckpt: Path, results: dict) -> None:
-    """Keep a checkpoint's test-set means in its run folder's ``scores.json`` for ``srlib export``'s
-    model card; a folder that is not a run's, or is read-only, is left alone."""
+    """A checkpoint's test-set means into its run folder's ``scores.json``, for its model card."""
     if not (ckpt.parent / "srlib.lock").exists():
         return
     path = ckpt.parent / "scores.json"
@@ -137,9 +135,8 @@ def _upscale(args) -> None:
     model = load_generator(args.checkpoint, pick_device(args.device))
     pairs, skipped = _upscale_pairs(Path(args.input), Path(args.output), model.scale)
     for inp, out in pairs:
-        (width, height), notes = upscale_file(model, inp, out, args.tile, args.overlap,
-                                              args.precision)
-        print(f"{inp} -> {out} ({width}x{height})" + "".join(f"; {n}" for n in notes))
+        (w, h), notes = upscale_file(model, inp, out, args.tile, args.overlap, args.precision)
+        print(f"{inp} -> {out} ({w}x{h})" + "".join(f"; {n}" for n in notes))
     if skipped:
         print(f"skipped {len(skipped)} file(s): {'; '.join(skipped)}")
 

@@ -30,8 +30,7 @@ def bicubic_baseline(hr_folder, scale: int = 4, max_images: int | None = None,
 
 def score_model(model: torch.nn.Module, dataset: BenchmarkDataset,
                 max_images: int | None = None, keep: dict | None = None) -> list[dict]:
-    """One row of scores per image of ``model`` on a benchmark set (border = scale, fp32);
-    ``keep`` receives each uint8 SR image by name, for figures."""
+    """Scores per image of ``model`` on a benchmark set (border = scale, fp32), SR into ``keep``."""
     was_training = model.training
     model.eval()
     try:
@@ -55,8 +54,7 @@ def _cell(value, digits: int) -> str:
 
 def format_table(rows: Sequence[Mapping], columns: Sequence[str] = ("name", *METRICS),
                  digits: Mapping | None = None, title: str = "") -> str:
-    """A plain-text table of ``rows`` (dicts); a missing value prints as ``-``. ``digits`` maps
-    a column to its decimals (default 4 for ``ssim*`` columns, 2 otherwise)."""
+    """A plain-text table of dicts, ``-`` for a missing value; ``digits``: decimals per column."""
     places = {c: (digits or {}).get(c, 4 if c.startswith("ssim") else 2) for c in columns}
     cells = [[_cell(r.get(c), places[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]

@@ -1,8 +1,5 @@
-"""``srlib export``: a trained generator as a safetensors file that tools load without srlib (its
-metadata says how to rebuild the network, what goes in and out), and a model card beside it
-(Markdown, Hugging Face front matter): the model, its data and that data's terms, its scores."""
-from __future__ import annotations
-
+"""``srlib export``: a generator as safetensors that tools load without srlib (its metadata says how
+to rebuild it, what goes in and out), with a model card: model, data and its terms, scores."""
 import json
 from pathlib import Path
 
@@ -27,7 +24,9 @@ CONVENTIONS = {"input": "RGB, float32 in [0, 1], shape (N, 3, H, W)",
                "output": "RGB, float in [0, 1] after clamping, shape (N, 3, scale*H, scale*W)"}
 
 
-def _refuse_output(source: Path, out: Path, overwrite: bool) -> None:
+def export(source: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``source``'s generator (its EMA weights if any) to ``out``, its model card beside."""
+    source, out = Path(source), Path(out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"output {out}: srlib export writes safetensors, which srlib and torch "
                           f"would not read under {out.suffix or 'no suffix'}; name it "
@@ -37,13 +36,6 @@ def _refuse_output(source: Path, out: Path, overwrite: bool) -> None:
     for path in (out, out.with_suffix(".md")):
         if path.exists() and not overwrite:
             raise ConfigError(f"output {path} exists; pass --overwrite to replace it")
-
-
-def export(source: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write the generator of ``source`` (its EMA weights when there are any) to ``out`` and a
-    model card ``out`` with ``.md``; returns both paths."""
-    source, out = Path(source), Path(out)
-    _refuse_output(source, out, overwrite)
     if not source.is_file():
         raise FileNotFoundError(f"checkpoint not found: {source}")
     state = {} if is_safetensors(source) else load(source)
@@ -60,22 +52,21 @@ def export(source: str | Path, out: str | Path, overwrite: bool = False) -> tupl
     return out, write_text_atomic(out.with_suffix(".md"), model_card(model, run, source, out, ema))
 
 
-def _scores(logdir: Path, checkpoint_name: str) -> list[str]:
+def _scores(source: Path) -> list[str]:
     """Table rows of ``scores.json`` (written by ``srlib eval`` and notebook 4), if any."""
-    path = logdir / "scores.json"
     try:
-        scores = json.loads(path.read_text(encoding="utf-8")).get(checkpoint_name, {})
+        scores = json.loads((source.parent / "scores.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     return [f"| {name} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['psnr_rgb']:.2f} |"
-            for name, s in sorted(scores.items())]
+            for name, s in sorted(scores.get(source.name, {}).items())]
 
 
 def model_card(model: dict, run: dict, source: Path, out: Path, ema: bool) -> str:
     cfg = run.get("config") or {}
     data = (cfg.get("dataset") or {}).get("name", "unknown")
     params = ", ".join(f"{k}={v}" for k, v in model["model_params"].items()) or "defaults"
-    rows = _scores(source.parent, source.name)
+    rows = _scores(source)
     lines = [
         "---", "library_name: srlib", "license: other",
         f"license_name: the terms of its training data ({data}); see below",

@@ -1,9 +1,6 @@
-"""Use a trained generator: load it, upscale a tensor, or an image of any size tile by tile.
-Tiles overlap by ``overlap`` pixels and only their centres are kept: with an overlap of at least
-the network's receptive radius the result equals the untiled one, and memory is the uint8 output
-plus one tile's working set, whatever the image's size. Files are read as a viewer shows them."""
-from __future__ import annotations
-
+"""Use a trained generator: load it, upscale a tensor, or an image of any size tile by tile. Tiles
+overlap by ``overlap`` pixels and keep only their centres: with an overlap of at least the network's
+receptive radius the result equals the untiled one, in the memory of the output plus a tile."""
 import os
 from pathlib import Path
 
@@ -18,8 +15,7 @@ from srlib.distributed import PRECISIONS, autocast
 
 
 def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = True):
-    """Rebuild a trained generator from an srlib checkpoint, an exported ``.safetensors`` file
-    or BasicSR MSRResNet weights (see :func:`srlib.checkpoint.read_generator`)."""
+    """Rebuild a trained generator from any file :func:`srlib.checkpoint.read_generator` reads."""
     cfg, weights = checkpoint.read_generator(path, prefer_ema)
     if cfg is None:
         raise checkpoint.CheckpointError(f"{path}: a bare state dict (no config inside to rebuild "
@@ -30,29 +26,23 @@ def load_generator(path: str | Path, device: str = "cpu", prefer_ema: bool = Tru
     return model.to(device).eval()
 
 
-def _precision(model: torch.nn.Module, precision: str) -> str:
-    """``auto`` is fp16 on a GPU (tensor cores, half the memory), fp32 on a CPU."""
-    if precision == "auto":
-        return "fp16" if next(model.parameters()).is_cuda else "fp32"
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: use one of auto, {', '.join(PRECISIONS)}")
-    return precision
-
-
 @torch.inference_mode()
 def upscale(model: torch.nn.Module, lr: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     """SR of an NCHW (or CHW) float batch in [0, 1], whole: same layout, float32 on the CPU,
     clamped. Scoring keeps fp32, as the protocol says; ``fp16``/``bf16`` autocast the model."""
     x = lr.unsqueeze(0) if lr.dim() == 3 else lr                  # (N, 3, h, w)
     device = next(model.parameters()).device
-    with autocast(device.type, _precision(model, precision)):
+    if precision == "auto":  # fp16 on a GPU (tensor cores, half the memory), fp32 on a CPU
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of auto, {', '.join(PRECISIONS)}")
+    with autocast(device.type, precision):
         sr = model(x.to(device, torch.float32)).float().clamp_(0, 1).cpu()  # (N, 3, s*h, s*w)
     return sr[0] if lr.dim() == 3 else sr
 
 
 def tiles(height: int, width: int, tile: int | None, overlap: int):
-    """(core, context) boxes ``(top, bottom, left, right)`` covering an image: each core is
-    kept, computed from its context (the core plus ``overlap`` pixels around it)."""
+    """(core, context) boxes (top, bottom, left, right): cores tile the image, contexts pad them."""
     if tile is None or (height <= tile and width <= tile):
         yield (0, height, 0, width), (0, height, 0, width)
         return
@@ -68,8 +58,7 @@ def tiles(height: int, width: int, tile: int | None, overlap: int):
 
 def upscale_image(model: torch.nn.Module, image: np.ndarray, tile: int | None = 256,
                   overlap: int = 32, precision: str = "auto") -> np.ndarray:
-    """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind, at the model's
-    scale: tiled, half precision on a GPU, each tile written into the uint8 output."""
+    """uint8 HxWx3 (or HxW gray) LR image -> uint8 SR image of the same kind, tile by tile."""
     s, rgb = model.scale, image_io.as_rgb(image)
     out = np.empty((rgb.shape[0] * s, rgb.shape[1] * s, 3), np.uint8)
     for (top, bottom, left, right), (ct, cb, cl, cr) in tiles(*rgb.shape[:2], tile, overlap):
@@ -90,8 +79,7 @@ def _available_bytes() -> int:
 
 def upscale_file(model: torch.nn.Module, src: Path, dst: Path, tile: int | None = 256,
                  overlap: int = 32, precision: str = "auto") -> tuple[tuple[int, int], list[str]]:
-    """Upscale the image file ``src`` as a viewer shows it into ``dst``: ((width, height) of
-    the output, notes for the person). Transparency is kept (its alpha resized by bicubic)."""
+    """Upscale the file ``src``, as a viewer shows it (alpha too), into ``dst``: ((w, h), notes)."""
     image, alpha, notes = image_io.read_as_displayed(src)
     s = model.scale
     height, width = image.shape[0] * s, image.shape[1] * s

@@ -1,10 +1,7 @@
-"""The folder a run owns. One run at a time: an advisory lock (``flock`` on ``srlib.lock``) held for
-the whole run, which the kernel releases however the process dies. A run never destroys another: an
-unfinished run is resumed, a finished one kept unless ``--overwrite``, and only srlib's files are
-removed: by name (``OWN``, ``OWN_PATTERNS``), in a folder that ``srlib.lock`` (or, before the lock,
-an srlib ``last.pt``) marks as a run's; a folder with other files is refused."""
-from __future__ import annotations
-
+"""The folder a run owns. One run at a time: a ``flock`` on ``srlib.lock`` for the whole run, which
+the kernel releases however the process dies. No run destroys another: an unfinished one resumes,
+a finished one stays unless ``--overwrite``, only srlib's files (``OWN``, ``OWN_PATTERNS``) are
+removed; a folder with other files, or srlib's names but no lock or srlib last.pt, is refused."""
 import contextlib
 import fcntl
 import fnmatch
@@ -27,8 +24,7 @@ def _own(name: str) -> bool:
 
 
 def _inspect(cfg: Config, overwrite: bool, say: bool) -> tuple[Config, bool]:
-    """(the config to run, whether srlib's files must go once the new run is built); refuses a
-    folder that is not a run folder, and a finished run unless ``overwrite``."""
+    """(config to run, whether srlib's old files go once it is built); refuses others' folders."""
     folder = Path(cfg.logdir)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f'key "logdir": {folder} is a file, not a folder')
@@ -58,10 +54,8 @@ def _inspect(cfg: Config, overwrite: bool, say: bool) -> tuple[Config, bool]:
 
 
 @contextlib.contextmanager
-def claim(cfg: Config, overwrite: bool = False, is_main: bool = True
-          ) -> Iterator[tuple[Config, bool]]:
-    """Hold ``cfg.logdir`` for the block: yields (the config to run, whether the folder's old
-    files must be cleared once the new run is built: see :func:`clear`). Only rank 0 locks."""
+def claim(cfg: Config, overwrite=False, is_main=True) -> Iterator[tuple[Config, bool]]:
+    """Hold ``cfg.logdir`` for the block, yielding :func:`_inspect`'s answer; only rank 0 locks."""
     _inspect(cfg, overwrite, say=False)  # before the lock file is made in someone's folder
     if not is_main:
         yield _inspect(cfg, overwrite, say=False)
@@ -78,8 +72,7 @@ def claim(cfg: Config, overwrite: bool = False, is_main: bool = True
                               "wait for it to end, or choose another logdir") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        print(os.getpid(), file=handle, flush=True)
         for leftover in folder.glob(".*.tmp"):  # of a save killed half-way: never a real file
             leftover.unlink(missing_ok=True)
         yield _inspect(cfg, overwrite, say=True)  # again, now that no one else can write here

@@ -1,6 +1,5 @@
-"""Training losses: pixel (L1/MSE), VGG19 perceptual, adversarial, and their weighted sum.
-``CombinedLoss`` sums the content losses (SR against HR); the adversarial loss needs the
-discriminator and its own optimiser step, so the GAN step calls it directly."""
+"""Training losses: pixel (L1/MSE), VGG19 perceptual, adversarial, and ``CombinedLoss``, the
+weighted sum of the content ones; the GAN step calls the adversarial loss itself (it needs D)."""
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -12,8 +11,7 @@ _CRITERIA = {"l1": F.l1_loss, "mse": F.mse_loss}
 
 
 class PixelLoss(nn.Module):
-    """Mean L1 or MSE over all pixels: MSE is what SRResNet optimises (and PSNR measures);
-    L1, the usual choice for MSRResNet, gives sharper edges and trains more stably."""
+    """Mean L1 or MSE: MSE is SRResNet's (what PSNR measures), L1 MSRResNet's (sharper, stabler)."""
 
     def __init__(self, kind: str = "l1") -> None:
         super().__init__()
@@ -38,10 +36,9 @@ def _layer_end(features: nn.Sequential, layer: str, before_activation: bool) -> 
 
 
 class PerceptualLoss(nn.Module):
-    """Distance between frozen VGG19 features of SR and HR images in [0, 1] (SRGAN, Ledig et al.
-    2017). ``layer`` "vggIJ": the J-th conv of block I, before its ReLU if ``before_activation``
-    (ESRGAN: denser features); ``rescale`` 1/12.75 brings VGG54 MSE to pixel MSE's scale. Lacking
-    the ImageNet weights it stops, saying where to put them, unless ``allow_random_weights``."""
+    """Distance between frozen VGG19 features of SR and HR in [0, 1] (SRGAN): ``layer`` "vggIJ" is
+    block I's J-th conv, before its ReLU if ``before_activation`` (ESRGAN: denser features). The
+    default ``rescale`` brings VGG54 MSE to pixel MSE's scale; random weights only if allowed."""
 
     def __init__(self, layer: str = "vgg54", before_activation: bool = True,
                  rescale: float = 1 / 12.75, criterion: str = "mse", pretrained: bool = True,
@@ -49,7 +46,6 @@ class PerceptualLoss(nn.Module):
                  download_timeout: float = 5.0, seed: int = 0) -> None:
         super().__init__()
         from torchvision.models import vgg19  # 3 s of imports: only when the loss is built
-
         check_choice(criterion, _CRITERIA, "criterion")
         with torch.device("meta"):  # the layout only: the 120M-parameter classifier costs nothing
             features = vgg19().features
@@ -96,9 +92,8 @@ def _relativistic(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class AdversarialLoss(nn.Module):
-    """GAN losses on discriminator logits (N, 1): vanilla (SRGAN) or relativistic average
-    (ESRGAN). D losses average the real and fake halves: half the paper's sum, which Adam's
-    update ignores. Detaching is the caller's job: D(sr.detach()) in the D step, D frozen in G's."""
+    """GAN losses on D's logits (N, 1): vanilla (SRGAN) or relativistic average (ESRGAN). D losses
+    average real and fake (half the paper's sum: Adam cannot tell); callers detach SR, freeze D."""
 
     def __init__(self, kind: str = "vanilla") -> None:
         super().__init__()
@@ -128,9 +123,8 @@ class AdversarialLoss(nn.Module):
 
 
 class CombinedLoss(nn.Module):
-    """``total = sum(weight * term(sr, hr))``, returned with ``{name: unweighted value}``: detached
-    0-dim tensors left on the device, so a GPU step never waits for the host (the loop reads
-    them once per log window). Repeated names get suffixes (l1, l1_2, ...) to stay distinct."""
+    """``total = sum(weight * term(sr, hr))`` and ``{name: unweighted value}`` as detached 0-dim
+    tensors on the device, so a GPU step never waits for the host; repeated names get _2, _3."""
 
     def __init__(self, terms: list[tuple[str, float, nn.Module]]) -> None:
         super().__init__()

@@ -56,15 +56,13 @@ def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 def _ssim_2d(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM map of two float64 2-D images (Wang et al. 2004)."""
-    t = np.arange(11, dtype=np.float64) - 5.0
-    g = np.exp(-(t**2) / (2.0 * 1.5**2))
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2.0 * 1.5**2))
     g /= g.sum()  # normalised 1-D Gaussian; its outer product is MATLAB's fspecial one
     if min(a.shape) < g.size:
         raise ValueError(f"SSIM needs at least {g.size}x{g.size} pixels, got {a.shape}")
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
     mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
-    var_a = _filter_valid(a * a, g) - mu_a**2
-    var_b = _filter_valid(b * b, g) - mu_b**2
+    var_a, var_b = _filter_valid(a * a, g) - mu_a**2, _filter_valid(b * b, g) - mu_b**2
     cov = _filter_valid(a * b, g) - mu_a * mu_b
     num = (2.0 * mu_a * mu_b + c1) * (2.0 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
@@ -81,10 +79,8 @@ def ssim(sr, hr, border: int = 4, y_channel: bool = True) -> float:
 
 def score_pair(sr, hr, border: int) -> dict:
     """All four metrics for one SR/HR pair: the row every table and log line is made of."""
-    return {"psnr_y": psnr(sr, hr, border, y_channel=True),
-            "ssim_y": ssim(sr, hr, border, y_channel=True),
-            "psnr_rgb": psnr(sr, hr, border, y_channel=False),
-            "ssim_rgb": ssim(sr, hr, border, y_channel=False)}
+    return {f"{metric.__name__}_{space}": metric(sr, hr, border, y_channel=space == "y")
+            for space in ("y", "rgb") for metric in (psnr, ssim)}  # the order of METRICS
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -1,6 +1,5 @@
-"""Weights that come from elsewhere: torchvision's ImageNet VGG19 (for the perceptual loss;
-downloaded once into torch's hub cache, hash-checked, written atomically) and BasicSR's
-MSRResNet files (keys renamed into srlib's module names). Nothing here runs at import time."""
+"""Weights from elsewhere: torchvision's ImageNet VGG19 for the perceptual loss (fetched once into
+torch's hub cache, hash-checked, atomically) and BasicSR's MSRResNet files (keys renamed)."""
 import hashlib
 import os
 import re
@@ -24,9 +23,8 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 
 def load_vgg19(features: torch.nn.Module, weights_dir=None, timeout: float = 5.0) -> None:
-    """Load the ImageNet VGG19 weights into ``features`` (a prefix of ``vgg19().features``) from
-    ``weights_dir`` (default: torch's hub cache), downloading them there first. ``urlopen`` runs
-    in a daemon thread we wait ``timeout`` for: the socket timeout does not bound DNS look-ups."""
+    """Load the ImageNet VGG19 weights into ``features`` (a prefix of ``vgg19().features``), first
+    downloading them to ``weights_dir`` (hub cache) in a thread, as socket timeouts miss DNS."""
     path = Path(weights_dir or Path(torch.hub.get_dir(), "checkpoints")).expanduser() / VGG19_FILE
     answer: list = [TimeoutError(f"no answer from {urlparse(VGG19_URL).hostname} in {timeout:g} s")]
 
@@ -66,14 +64,12 @@ def load_vgg19(features: torch.nn.Module, weights_dir=None, timeout: float = 5.0
 # srlib's MSRResNet keeps BasicSR's module names: only older (mmsr / ESRGAN-repo) files need
 # renaming (`recon_trunk`, `HRconv`), and DDP's `module.` prefix goes.
 _RENAMES = {"module.": "", "recon_trunk.": "body.", "HRconv.": "conv_hr."}
-_KNOWN_KEY = re.compile(r"(conv_first|body\.\d+\.conv[12]|upconv[12]|conv_hr|conv_last)\."
-                        r"(weight|bias)")
+_KNOWN_KEY = re.compile(r"(conv_(first|hr|last)|body\.\d+\.conv[12]|upconv[12])\.(weight|bias)")
 
 
 def _rename(key: str) -> str:
     for old, new in _RENAMES.items():
-        if key.startswith(old):
-            key = new + key[len(old):]
+        key = new + key[len(old):] if key.startswith(old) else key
     return key
 
 
@@ -90,9 +86,8 @@ def infer_msrresnet_config(sd: dict) -> dict:
 
 
 def load_basicsr_msrresnet(state_dict_or_path, param_key: str | None = None) -> dict:
-    """Return a state dict for srlib's MSRResNet from a BasicSR state dict, checkpoint or file.
-    Without `param_key`, 'params_ema' (the EMA weights BasicSR recommends) beats 'params'.
-    Unknown or missing keys and shape mismatches raise ValueError: no half-loaded model."""
+    """srlib's MSRResNet state dict from a BasicSR state dict, checkpoint or file ('params_ema',
+    BasicSR's advice, beats 'params' unless ``param_key``); bad keys or shapes raise ValueError."""
     obj = state_dict_or_path
     if isinstance(obj, (str, os.PathLike)):  # weights_only: a checkpoint must not run code
         obj = torch.load(obj, map_location="cpu", weights_only=True)

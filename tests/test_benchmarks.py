@@ -59,6 +59,11 @@ def test_reference_loop_refuses_what_it_does_not_run(tmp_path):
         ReferenceTrainer(cfg, "cpu", "fp64")
     ref = ReferenceTrainer(cfg, "cpu", "fp32")
     assert not ref.scaler.is_enabled() and ref.step() > 0
+    # compiled where srlib compiles: a CUDA-graph config trains eager on a CPU, in both
+    graphs = tiny(tmp_path, compile="reduce-overhead")
+    assert not ReferenceTrainer(graphs, "cpu", "fp32").compiled
+    run = srlib.train.make_run(graphs, device="cpu", progress=False)
+    assert run.g.wrapped is run.g.module
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -97,7 +97,7 @@ def test_load_runs_picks_best_or_last_and_explains_the_missing(tmp_path):
                                     **dict(gan, generator_path="runs/nothing.pt")),
                "broken": tmp_path / "configs" / "missing.json",
                "skipped": None}
-    models, notes = measure.load_runs(configs, device="cpu")
+    models, notes = measure.load_runs(configs, device="cpu", run_dir=tmp_path / "runs")
     assert list(models) == ["A", "G", "gone"]
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
@@ -109,23 +109,42 @@ def test_load_runs_picks_best_or_last_and_explains_the_missing(tmp_path):
     assert notes[1].startswith("broken: left out") and "missing.json" in notes[1]
 
 
-def test_load_runs_looks_in_run_dir_by_the_logdir_name(tmp_path, monkeypatch):
+def test_the_run_folder_is_found_by_one_rule(tmp_path, monkeypatch):
+    """run_dir, else $SRLIB_RUN_DIR, else runs/latest (the last make demo), else runs/notebooks;
+    a config's run is <run folder>/<its logdir's name>, and so is a GAN's start."""
+    monkeypatch.setattr(measure, "ROOT", tmp_path)
+    monkeypatch.delenv("SRLIB_RUN_DIR", raising=False)
+    assert measure.run_folder() == tmp_path / "runs/notebooks"  # a fresh checkout
+    (tmp_path / "runs/20261202-120000").mkdir(parents=True)
+    (tmp_path / "runs/latest").symlink_to("20261202-120000")
+    assert measure.run_folder() == tmp_path / "runs/20261202-120000"  # after make demo
+    monkeypatch.setenv("SRLIB_RUN_DIR", str(tmp_path / "env"))
+    assert measure.run_folder() == tmp_path / "env"  # make test's
+    assert measure.run_folder(tmp_path / "given") == tmp_path / "given"  # papermill's
     torch.manual_seed(0)
-    moved, original = MSRResNet(num_feat=4, num_block=1), MSRResNet(num_feat=4, num_block=1)
-    write_checkpoint(tmp_path / "runs/quick/a/best.pt", original)
-    write_checkpoint(tmp_path / "elsewhere/a/best.pt", moved)
+    write_checkpoint(tmp_path / "given/a/best.pt", MSRResNet(num_feat=4, num_block=1))
     configs = {"A": write_config(tmp_path, "a", logdir="runs/quick/a"),
                "B": write_config(tmp_path, "b", logdir="runs/quick/b")}
-    monkeypatch.chdir(tmp_path)
-    models, notes = measure.load_runs(configs, device="cpu", run_dir="elsewhere")
-    x = torch.rand(1, 3, 8, 8)
-    with torch.no_grad():
-        assert list(models) == ["A"] and torch.equal(models["A"](x), moved(x))
-    assert notes == [f"B: no run at {os.path.join('elsewhere', 'b', 'best.pt')} (train it with "
-                     f"`srlib train --config {configs['B']}` or its notebook); left out"]
-    models, _ = measure.load_runs(configs, device="cpu", run_dir="")  # "": each logdir
-    with torch.no_grad():
-        assert torch.equal(models["A"](x), original(x))
+    models, notes = measure.load_runs(configs, device="cpu", run_dir=tmp_path / "given")
+    assert list(models) == ["A"] and len(notes) == 1 and "given/b/best.pt" in notes[0]
+    gan = write_config(tmp_path, "g", logdir="runs/quick/g", solver="gan",
+                       loss_fn=[{"name": "l1"}, {"name": "adversarial"}],
+                       generator_path="runs/quick/a/best.pt")
+    cfg = measure.load_config(gan, tmp_path / "given")
+    assert cfg.logdir == str(tmp_path / "given/g")
+    assert cfg.generator_path == str(tmp_path / "given/a/best.pt")
+
+
+def test_train_or_reuse_never_replaces_a_finished_run(tmp_path, capsys):
+    cfg = config.from_dict(tiny_config(tmp_path, iterations=2, validation=None))
+    first = measure.train_or_reuse(cfg)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != "srlib.lock"}
+    again = measure.train_or_reuse(cfg)
+    assert "reusing the finished run" in capsys.readouterr().out
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()
+                     if p.name != "srlib.lock"}
+    assert again["iterations"] == first["iterations"] == 2
+    assert again["best_val_psnr_y"] == first["best_val_psnr_y"]
 
 
 # --------------------------------------------------------------------------- benchmark

@@ -205,3 +205,48 @@ def colour_shift_bars(shifts: Mapping[str, Mapping[str, float]], title: str = ""
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
+
+
+def crop_grid(images: Mapping[str, Mapping[str, np.ndarray]],
+              crops: Sequence[tuple[str, Box, str]], panel: float = 2.2):
+    """Rows = crops ``(image name, box, what to look at)``, columns = methods (``images[method]
+    [name]``, uint8): each crop drawn on its own, pixel by pixel, large enough to see texture
+    (a 48-pixel crop at 2.2 inches is about 4.6 figure pixels per image pixel)."""
+    methods = list(images)
+    fig, axes = plt.subplots(len(crops), len(methods), squeeze=False, dpi=IMAGE_DPI,
+                             figsize=(panel * len(methods), panel * len(crops) + 0.3))
+    for r, (name, (top, left, h, w), caption) in enumerate(crops):
+        for c, method in enumerate(methods):
+            _show(axes[r, c], images[method][name][top:top + h, left:left + w],
+                  method if r == 0 else "")
+        axes[r, 0].set_ylabel(f"{name}\n{caption}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- crops beside images
+
+def crops_beside(bench_set: Mapping, methods: Sequence[str], boxes: Mapping[str, Box],
+              zoom: int = ZOOM, overview: float = 2.4):
+    """One row per image of ``boxes`` (``{name: (top, left, height, width)}``): the HR image
+    with its box framed in yellow, then that box of each method of one
+    :func:`course.measure.benchmark` set, in panels of their own beside it (nothing is drawn
+    over the image), each image pixel ``zoom`` x ``zoom`` figure pixels. Titles give each
+    method's Y-PSNR / SSIM on the whole image."""
+    side = max(max(h, w) for _, _, h, w in boxes.values()) * zoom / IMAGE_DPI  # inches
+    height = max(overview, side) + 0.45  # room for two title lines
+    fig, axes = plt.subplots(len(boxes), 1 + len(methods), squeeze=False, dpi=IMAGE_DPI,
+                             figsize=(overview + side * len(methods) + 0.3, height * len(boxes)),
+                             gridspec_kw={"width_ratios": [overview] + [side] * len(methods)})
+    for r, (name, (top, left, h, w)) in enumerate(boxes.items()):
+        _show(axes[r, 0], bench_set["HR"]["images"][name], f"{name}: HR, box {w}x{h}")
+        axes[r, 0].add_patch(plt.Rectangle((left - 0.5, top - 0.5), w, h, fill=False,
+                                           edgecolor="yellow", linewidth=1.5))
+        for c, method in enumerate(methods, start=1):
+            crop = bench_set[method]["images"][name][top:top + h, left:left + w]
+            scores = [row for row in bench_set[method].get("rows", []) if row["name"] == name]
+            _show(axes[r, c], crop, method + "".join(f"\n{s['psnr_y']:.2f} dB / {s['ssim_y']:.3f}"
+                                                     for s in scores))
+            axes[r, c].spines[:].set(edgecolor="yellow", linewidth=1.5)
+    fig.tight_layout()
+    return fig

@@ -2,6 +2,7 @@
 scored over benchmark sets beside the published numbers; plain numbers and rows (one dict per
 table line). An experiment that is a notebook cell's lesson is written out in that cell."""
 import csv
+import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srlib import build, config
+from srlib import build, checkpoint, config, logbook
 from srlib.data.datasets import BenchmarkDataset
 from srlib.data.io import atomic_path, image_size, list_images, to_float_tensor
 from srlib.data.prepare import prepare_dataset
@@ -18,6 +19,7 @@ from srlib.distributed import pick_device
 from srlib.evaluate import bicubic_baseline, score_model
 from srlib.inference import load_generator
 from srlib.metrics import METRICS, rgb_to_y, summarize
+from srlib.train import train
 
 
 # x4, border 4, as each source prints them. SSIM differs between papers' implementations more
@@ -80,13 +82,60 @@ def training_data(cfg: config.Config, prepare: bool = False) -> dict:
             "patch_size": cfg.patch_size}
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_folder(run_dir: str | Path | None = None) -> Path:
+    """Where the chapters' runs live, one rule for all four: ``run_dir`` when given (papermill
+    passes the pipeline's folder), else ``$SRLIB_RUN_DIR`` (make test), else ``runs/latest``
+    (what the last ``make demo`` made), else ``runs/notebooks`` (a fresh checkout: the
+    chapters train there)."""
+    chosen = run_dir or os.environ.get("SRLIB_RUN_DIR")
+    latest = ROOT / "runs" / "latest"
+    folder = Path(chosen) if chosen else latest if latest.is_dir() else ROOT / "runs/notebooks"
+    return folder.resolve()
+
+
+def load_config(path: str | Path, run_dir: str | Path | None = None, *overrides: str):
+    """A config whose run (its ``logdir``) and whose start (``generator_path``) are in the
+    run folder, under their names in the config: ``runs/quick/msrresnet`` becomes
+    ``<run folder>/msrresnet``."""
+    folder, raw = run_folder(run_dir), json.loads(Path(path).read_text(encoding="utf-8"))
+    moved = [f"logdir={folder / Path(raw['logdir']).name}"]
+    if raw.get("generator_path"):  # runs/quick/msrresnet/last.pt -> <folder>/msrresnet/last.pt
+        start = Path(raw["generator_path"])
+        moved.append(f"generator_path={folder / start.parent.name / start.name}")
+    return config.load(path, [*moved, *overrides])
+
+
+def train_or_reuse(cfg: config.Config, overwrite: bool = False) -> dict:
+    """``srlib.train.train``'s summary of ``cfg``'s run, training it unless its logdir already
+    holds a finished run and not ``overwrite``: "Run All" never replaces a finished run."""
+    last = Path(cfg.logdir) / "last.pt"
+    state = checkpoint.load(last) if last.is_file() and not overwrite else {}
+    if not state.get("finished"):
+        return train(cfg, progress=False, overwrite=overwrite)
+    log = logbook.read(cfg.logdir)
+    print(f"reusing the finished run in {os.path.relpath(cfg.logdir)} ({state['iteration']} "
+          "iterations): set overwrite = True to train it again")
+    val = cfg.validation
+    bicubic = summarize(bicubic_baseline(val.root, cfg.scale, val.max_images))["psnr_y"] \
+        if val else float("nan")
+    times = [r["time"] for r in log["train"] if "time" in r]
+    return {"iterations": state["iteration"], "best_val_psnr_y": state["best_psnr"],
+            "minutes": (times[-1] - times[0]) / 60 if len(times) > 1 else float("nan"),
+            "logdir": cfg.logdir, "notes": [n["text"] for n in log["note"]],
+            "stopped_by_time": False, "bicubic_psnr_y": bicubic,
+            "gain_db": state["best_psnr"] - bicubic}
+
+
 def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto",
               run_dir: str | Path | None = None) -> tuple[dict[str, torch.nn.Module], list[str]]:
     """The generators of the configs whose run exists, and a note on each that does not.
     A run's ``best.pt`` (best validation Y-PSNR) stands for it, a GAN's ``last.pt``: its goal is
     not PSNR, and its best-PSNR checkpoint is merely the one that moved least from its start.
-    With ``run_dir``, runs are looked for in ``run_dir/<name of the config's logdir>``. A config
-    set to ``None`` is skipped; the weights a run started from need not exist any more."""
+    Runs are looked for in the run folder (:func:`run_folder`). A config set to ``None`` is
+    skipped; the weights a run started from need not exist any more."""
     device = pick_device(device)
     models, notes = {}, []
     for label, path in configs.items():
@@ -97,13 +146,13 @@ def load_runs(configs: Mapping[str, str | Path | None], device: str = "auto",
         except config.ConfigError as err:
             notes.append(f"{label}: left out ({err})")
             continue
-        logdir = Path(run_dir) / Path(cfg.logdir).name if run_dir else Path(cfg.logdir)
-        checkpoint = logdir / ("last.pt" if cfg.solver == "gan" else "best.pt")
-        if checkpoint.is_file():
-            models[label] = load_generator(checkpoint, device)
+        logdir = run_folder(run_dir) / Path(cfg.logdir).name
+        weights = logdir / ("last.pt" if cfg.solver == "gan" else "best.pt")
+        if weights.is_file():
+            models[label] = load_generator(weights, device)
         else:
-            notes.append(f"{label}: no run at {os.path.relpath(checkpoint)} (train it with "
-                         f"`srlib train --config {path}` or its notebook); left out")
+            notes.append(f"{label}: no run at {os.path.relpath(weights)} (train it with its "
+                         "notebook); left out")
     return models, notes
 
 

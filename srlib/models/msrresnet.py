@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import upsample_factors
+from .srresnet import upsample_factors
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -21,8 +21,7 @@ class ResidualBlockNoBN(nn.Module):
 
 
 class MSRResNet(nn.Module):
-    """LR in [0, 1] -> SR of the same range (no final activation; the caller clamps), as a
-    residual on top of bilinear upsampling of the input."""
+    """LR in [0, 1] -> SR (unclamped: the caller clamps), a residual over bilinear upsampling."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
                  num_block: int = 16, scale: int = 4):
@@ -41,10 +40,9 @@ class MSRResNet(nn.Module):
         # BasicSR's default_init_weights (Kaiming-normal x 0.1, zero bias): each residual branch
         # starts near zero, so the net starts close to its skip paths and trains stably without BN
         with torch.no_grad():
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight).mul_(0.1)
-                    m.bias.zero_()
+            for conv in (m for m in self.modules() if isinstance(m, nn.Conv2d)):
+                nn.init.kaiming_normal_(conv.weight).mul_(0.1)
+                conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(self.lrelu(self.conv_first(x)))          # (N, 3, H, W) -> (N, C, H, W)
@@ -53,5 +51,4 @@ class MSRResNet(nn.Module):
             out = self.lrelu(self.shuffle(self.upconv2(out)))    # -> (N, C, 4H, 4W)
         out = self.conv_last(self.lrelu(self.conv_hr(out)))      # -> (N, 3, sH, sW)
         # autocast runs the interpolation in fp32, so the sum (the image) is fp32 too
-        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return out + base
+        return out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)

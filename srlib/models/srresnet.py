@@ -1,4 +1,4 @@
-"""SRResNet, the generator of SRGAN (Ledig et al. 2017)."""
+"""SRResNet (SRGAN's generator, Ledig et al. 2017) and the sub-pixel upsampling MSRResNet shares."""
 from collections.abc import Sequence
 
 import torch
@@ -6,10 +6,24 @@ from torch import nn
 
 from srlib.config import ConfigError
 
-from .blocks import ShuffleUp, upsample_factors
-
 # Mean RGB of the DIV2K training images in [0, 1] (the figure EDSR's MeanShift uses).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def upsample_factors(scale: int) -> list[int]:
+    """x4 is two x2 stages (each conv then makes 4x, not 16x, its channels); x3 is one."""
+    if scale not in (2, 3, 4):
+        raise ConfigError(f'key "scale": must be one of 2, 3, 4, got {scale!r}')
+    return [2, 2] if scale == 4 else [scale]
+
+
+class ShuffleUp(nn.Sequential):
+    """conv (N, C, H, W) -> (N, r^2 C, H, W), PixelShuffle(r) -> (N, C, rH, rW), act (Shi et
+    al. 2016): convs stay at low resolution, the shuffle only rearranges channels into space."""
+
+    def __init__(self, num_feat: int, factor: int, act: nn.Module):
+        super().__init__(nn.Conv2d(num_feat, num_feat * factor**2, 3, padding=1),
+                         nn.PixelShuffle(factor), act)
 
 
 class ResidualBlockBN(nn.Module):
@@ -28,9 +42,8 @@ class ResidualBlockBN(nn.Module):
 
 
 class SRResNet(nn.Module):
-    """LR in [0, 1] -> SR of the same range (unclamped: the caller clamps). The last conv's bias
-    starts at `output_mean` (None: PyTorch's init): nothing else shifts the output, and Adam moves a
-    bias ~one learning rate a step (from 0: ~900 too-dark steps at lr 5e-4)."""
+    """LR in [0, 1] -> unclamped SR. The last conv's bias starts at `output_mean` (None: PyTorch's
+    init): nothing else shifts the output; Adam at lr 5e-4 needs ~900 steps from 0 (too dark)."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_feat: int = 64,
                  num_block: int = 16, scale: int = 4,

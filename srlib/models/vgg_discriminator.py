@@ -1,6 +1,5 @@
-"""BasicSR's VGG-style discriminator (ESRGAN, MSRGAN), with its module names (``conv0_0``,
-``bn0_1``, ..., ``linear2``) so its weights load as they are. Each stage (3x3 conv, 4x4 stride-2
-conv) halves the patch, down to 4x4; the 100-unit dense head is far lighter than SRGAN's."""
+"""BasicSR's VGG-style discriminator (ESRGAN), with its module names (``conv0_0``, ..., ``linear2``)
+so its weights load as they are; each 3x3 + 4x4-stride-2 stage halves the patch, down to 4x4."""
 import math
 
 import torch
