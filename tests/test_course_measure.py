@@ -1,6 +1,5 @@
 """The notebooks' shared measurements (notebooks/course/measure.py): runs, scores, tables."""
 import json
-import os
 import sys
 
 import numpy as np
