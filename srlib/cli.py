@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a trained generator: best.pt/last.pt, exported .safetensors, BasicSR .pth")
     p.add_argument("input", help="an image, or a folder of images")
     p.add_argument("output", help="the output image, or a folder for a folder input")
-    p.add_argument("--tile", type=_at_least(1), default=256, help="LR tile size (bounded memory)")
+    p.add_argument("--tile", type=_at_least(1), default=192,
+                   help="LR tile size: memory is one tile's work plus the output")
     p.add_argument("--overlap", type=_at_least(0), default=32,
                    help="LR pixels shared by neighbouring tiles")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",

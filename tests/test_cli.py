@@ -36,7 +36,7 @@ def test_version_and_help_import_nothing_heavy():
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "srlib 0.1.0"
-    assert "(default: 256)" in done.stdout and "(default: auto)" in done.stdout  # tile, precision
+    assert "(default: 192)" in done.stdout and "(default: auto)" in done.stdout  # tile, precision
     assert done.stdout.splitlines()[-1] == "[]"
 
 
