@@ -1,11 +1,8 @@
 """Config names -> the objects they build, one plain table per kind, and one function per kind
-that builds from it. A wrong name, an unknown parameter, a value of the wrong type or one the
-constructor refuses is a :class:`ConfigError` naming the key and what would be valid; anything
-else a constructor raises is a bug and stays the traceback it is. The README's config table
-lists the names, among them those kept from the PyTorch SRGAN project this repository grew
-from. ``srlib.train.make_run`` puts the pieces together."""
-from __future__ import annotations
-
+that builds from it (``srlib.train.make_run`` puts them together). A wrong name, an unknown
+parameter, a value of the wrong type or one the constructor refuses is a :class:`ConfigError`
+naming the key and what would be valid; anything else a constructor raises is a bug and stays
+the traceback it is. The README's config table lists the names (some are PyTorch SRGAN's)."""
 import functools
 import inspect
 import json
@@ -16,32 +13,25 @@ from pathlib import Path
 import torch
 
 from srlib import checkpoint
-from srlib.config import Config, ConfigError, LossTerm, check_choice
+from srlib.config import Config, ConfigError, LossTerm, check_choice, lookup
 from srlib.data.datasets import BenchmarkDataset, PairedPatchDataset
 from srlib.distributed import DistInfo
 from srlib.losses import AdversarialLoss, CombinedLoss, PerceptualLoss, PixelLoss
 from srlib.models import MSRResNet, SRGANDiscriminator, SRResNet, VGGStyleDiscriminator
 from srlib.typed_json import coerce
 
-MODELS = {
-    "srresnet": SRResNet,    # Ledig et al. 2017, with batch norm
-    "msrresnet": MSRResNet,  # BasicSR's modified SRResNet: no BN, bilinear global residual
-    "srgan": SRResNet,       # the SRGAN generator is the paper's SRResNet
-}
+MODELS = {"srresnet": SRResNet,    # Ledig et al. 2017, with batch norm
+          "msrresnet": MSRResNet,  # BasicSR's modified SRResNet: no BN, bilinear global residual
+          "srgan": SRResNet}       # the SRGAN generator is the paper's SRResNet
 # the SRGAN paper's; BasicSR's (ESRGAN, MSRGAN), whose weights load as they are
 DISCRIMINATORS = {"srgan": SRGANDiscriminator, "vgg_style": VGGStyleDiscriminator}
-
-LOSSES = {
-    "l1": functools.partial(PixelLoss, "l1"),
-    "mse": functools.partial(PixelLoss, "mse"),
-    "perceptual": PerceptualLoss,
-    "adversarial": AdversarialLoss,  # needs solver "gan": the discriminator's step uses it
-}
+LOSSES = {"l1": functools.partial(PixelLoss, "l1"), "mse": functools.partial(PixelLoss, "mse"),
+          "perceptual": PerceptualLoss,
+          "adversarial": AdversarialLoss}  # needs solver "gan": the discriminator's step uses it
 
 
 def _fused_on_gpu(optimizer_class):
-    """The optimiser, fused into one kernel for the whole update when the parameters live
-    on a GPU (unless the config says otherwise)."""
+    """The optimiser as one fused kernel per update on a GPU, unless the config says otherwise."""
     @functools.wraps(optimizer_class)
     def make(params, **kw):
         params = list(params)
@@ -51,69 +41,46 @@ def _fused_on_gpu(optimizer_class):
 
 
 OPTIMIZERS = {"adam": _fused_on_gpu(torch.optim.Adam), "adamw": _fused_on_gpu(torch.optim.AdamW)}
-
 _SCHED = torch.optim.lr_scheduler
-
-
-# Each takes (optimizer, total_iterations, **params). All but "reduce" step once per
-# iteration; "reduce" steps on the validation Y-PSNR (it lowers the lr when PSNR stalls).
-def _reduce(optimizer, total, **kw):
-    return _SCHED.ReduceLROnPlateau(optimizer, **_accepted(_SCHED.ReduceLROnPlateau, {
-        "mode": "max", "factor": 0.5, "patience": 5, **kw}))
-
-
-def _cyclic(optimizer, total, **kw):
-    base = optimizer.param_groups[0]["lr"]
-    return _SCHED.CyclicLR(optimizer, **_accepted(_SCHED.CyclicLR, {
-        "base_lr": base / 10, "max_lr": base, "step_size_up": max(1, total // 8),
-        "cycle_momentum": False, **kw}))
-
-
-def _cosine(optimizer, total, **kw):
-    if min(kw.get("T_0", 1), kw.get("T_max", 1)) < 1 or kw.get("eta_min", 0) < 0:
-        raise ConfigError(f"T_0 and T_max must be >= 1 and eta_min >= 0, got {kw}")
-    if "T_0" in kw:  # cosine with restarts, as in BasicSR's MSRResNet recipe
-        cls = _SCHED.CosineAnnealingWarmRestarts
-        return cls(optimizer, **_accepted(cls, kw))
-    kw = {"T_max": max(1, total), "eta_min": 1e-7, **kw}
-    return _SCHED.CosineAnnealingLR(optimizer, **_accepted(_SCHED.CosineAnnealingLR, kw))
-
-
-def _multistep(optimizer, total, **kw):
-    kw = {"milestones": [total // 2], "gamma": 0.1, **kw}
-    if sorted(set(kw["milestones"])) != list(kw["milestones"]) or not 0 < kw["gamma"] <= 1:
-        raise ConfigError(f"milestones must increase and gamma be in (0, 1], got {kw}")
-    return _SCHED.MultiStepLR(optimizer, **_accepted(_SCHED.MultiStepLR, kw))
-
-
-SCHEDULERS = {"reduce": _reduce, "cyclic": _cyclic, "cosine": _cosine, "multistep": _multistep}
+# name -> (torch class, its defaults for a run of `total` iterations at learning rate `lr`). All
+# but "reduce" step once per iteration; "reduce" steps on the validation Y-PSNR (it lowers the
+# lr when PSNR stalls); "cosine" with `T_0` restarts every T_0 steps (BasicSR's MSRResNet).
+SCHEDULERS = {
+    "reduce": lambda total, lr: (_SCHED.ReduceLROnPlateau,
+                                 {"mode": "max", "factor": 0.5, "patience": 5}),
+    "cyclic": lambda total, lr: (_SCHED.CyclicLR, {"base_lr": lr / 10, "max_lr": lr,
+                                 "step_size_up": max(1, total // 8), "cycle_momentum": False}),
+    "cosine": lambda total, lr: (_SCHED.CosineAnnealingLR, {"T_max": max(1, total),
+                                                            "eta_min": 1e-7}),
+    "multistep": lambda total, lr: (_SCHED.MultiStepLR, {"milestones": [total // 2], "gamma": 0.1}),
+}
+# values torch accepts without a word, each one the user's typo
+_RANGES = {"T_0": (lambda v: v >= 1, ">= 1"), "T_max": (lambda v: v >= 1, ">= 1"),
+           "eta_min": (lambda v: v >= 0, ">= 0"), "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+           "milestones": (lambda v: sorted(set(v)) == list(v), "increasing")}
 
 # Training sets: a folder of HR images (LR made on the fly), or a prepared DIV2K/DF2K folder.
 TRAIN_DATASETS = {"t91": "folder", "folder": "folder", "div2k": "prepared", "df2k": "prepared"}
-# Sizes and counts inside params: integers >= 1 (a negative width is the user's typo, and
-# torch's own error for it would be a traceback about tensor dimensions).
+# Sizes and counts in params: integers >= 1 (torch's own error is a traceback about dimensions)
 _POSITIVE = ("num_feat", "num_block", "in_channels", "out_channels", "input_size")
 
 
 def check(cfg: Config, world_size: int = 1) -> None:
-    """Check every name in ``cfg`` against the tables, and the batch split over the ranks of a
-    torchrun run, before anything is built."""
+    """Before anything is built: the names against the tables, the batch split over the ranks."""
     batch = cfg.dataset.params.batch_size
     if batch % world_size:
         raise ConfigError(f'key "dataset.params.batch_size": {batch} does not split evenly over '
                           f"the {world_size} processes of this torchrun run (each rank takes an "
                           f"equal share of the global batch); use a multiple of {world_size}")
-    d = cfg.discriminator
-    named = [(cfg.model, MODELS, "model"), (cfg.dataset.name, TRAIN_DATASETS, "dataset.name"),
-             (cfg.optimizer.name, OPTIMIZERS, "optimizer.name"),
-             (cfg.scheduler and cfg.scheduler.name, SCHEDULERS, "scheduler.name"),
-             (d and d.name, DISCRIMINATORS, "discriminator.name"),
-             (d and d.optimizer.name, OPTIMIZERS, "discriminator.optimizer.name"),
-             (d and d.scheduler and d.scheduler.name, SCHEDULERS, "discriminator.scheduler.name")]
-    named += [(t.name, LOSSES, f"loss_fn[{i}].name") for i, t in enumerate(cfg.loss_fn)]
-    for name, table, key in named:
-        if name is not None:
-            check_choice(name, table, key)
+    tables = {"model": MODELS, "dataset.name": TRAIN_DATASETS, "optimizer.name": OPTIMIZERS,
+              "scheduler.name": SCHEDULERS, "discriminator.name": DISCRIMINATORS,
+              "discriminator.optimizer.name": OPTIMIZERS,
+              "discriminator.scheduler.name": SCHEDULERS}
+    for key, table in tables.items():
+        if lookup(cfg, key) is not None:  # None: an optional section the config leaves out
+            check_choice(lookup(cfg, key), table, key)
+    for i, term in enumerate(cfg.loss_fn):
+        check_choice(term.name, LOSSES, f"loss_fn[{i}].name")
     if all(t.name == "adversarial" for t in cfg.loss_fn):
         raise ConfigError('key "loss_fn": give at least one content term (l1, mse, perceptual)')
     adversarial = sum(t.name == "adversarial" for t in cfg.loss_fn)
@@ -124,8 +91,7 @@ def check(cfg: Config, world_size: int = 1) -> None:
 
 
 def _accepted(target, params: dict) -> dict:
-    """``params`` if ``target`` (a class or function) takes each of them, with the types its
-    annotations name; else a ConfigError naming the first it does not take."""
+    """``params`` as the types ``target`` annotates; a ConfigError names one it does not take."""
     accepted = inspect.signature(target).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(params) - set(accepted))
@@ -145,17 +111,15 @@ def _accepted(target, params: dict) -> dict:
 
 
 def _call(builder, key: str, *args, **params):
-    """``builder(*args, **params)``; a mistake in ``params`` (see the module docstring) is
-    reported as one line naming the config key."""
+    """``builder(*args, **params)``; a mistake in ``params`` is one line naming the config key."""
     try:
         target = builder.func if isinstance(builder, functools.partial) else builder
         bound = inspect.signature(builder).parameters  # a partial's bound arguments are gone
         if target is not builder and not set(params) <= set(bound):
             raise ConfigError(f'unknown parameter "{sorted(set(params) - set(bound))[0]}"')
         return builder(*args, **_accepted(target, dict(params)))
-    except ValueError as err:  # torch checks an optimiser's or a schedule's values this way
-        torch_check = builder in (*OPTIMIZERS.values(), *SCHEDULERS.values())
-        if not (isinstance(err, ConfigError) or torch_check):
+    except ValueError as err:  # torch's refusal of a value (OPTIMIZERS' wrappers keep its module)
+        if not (isinstance(err, ConfigError) or builder.__module__.startswith("torch")):
             raise
         message = str(err).splitlines()[0]
         if message.startswith('key "'):  # the builder named its own parameter: nest it
@@ -209,8 +173,15 @@ def optimizer(opt_cfg, parameters, key: str = "optimizer") -> torch.optim.Optimi
 def scheduler(sched_cfg, opt, total_iterations: int, key: str = "scheduler"):
     if sched_cfg is None:
         return None
-    return _call(SCHEDULERS[sched_cfg.name], f"{key}.params", opt, total_iterations,
-                 **sched_cfg.params)
+    cls, defaults = SCHEDULERS[sched_cfg.name](total_iterations, opt.param_groups[0]["lr"])
+    if sched_cfg.name == "cosine" and "T_0" in sched_cfg.params:
+        cls, defaults = _SCHED.CosineAnnealingWarmRestarts, {}
+    params = {**defaults, **sched_cfg.params}
+    for name, (ok, valid) in _RANGES.items():
+        if name in params and not ok(params[name]):
+            raise ConfigError(f'key "{key}.params.{name}": must be {valid}, got '
+                              f"{json.dumps(params[name])}")
+    return _call(cls, f"{key}.params", opt, **params)
 
 
 def loss_term(term: LossTerm, cfg: Config, key: str = "loss_fn") -> torch.nn.Module:
@@ -228,7 +199,6 @@ def content_loss(cfg: Config) -> CombinedLoss:
 
 
 def adversarial(cfg: Config) -> tuple[float, AdversarialLoss]:
-    """(weight, module) of the config's adversarial term."""
     i, term = next((i, t) for i, t in enumerate(cfg.loss_fn) if t.name == "adversarial")
     return term.weight, loss_term(term, cfg, f"loss_fn[{i}]")
 
@@ -240,9 +210,8 @@ def train_dataset(cfg: Config, dist: DistInfo, progress: bool = False) -> Paired
             f'dataset "{d.name}": no prepared sub-images in {d.root} (expected {d.root}/HR and '
             f"LR_x{cfg.scale}): run `srlib prepare {d.name} --root {Path(d.root).parent}` first")
     with dist.host_leader_first():  # it decodes the set into the cache file the others map
-        return PairedPatchDataset(d.root, patch_size=cfg.patch_size, scale=cfg.scale,
-                                  cache=d.cache, skip_corrupt=d.skip_corrupt,
-                                  progress=progress and dist.is_main)
+        return PairedPatchDataset(d.root, patch_size=cfg.patch_size, scale=cfg.scale, cache=d.cache,
+                                  skip_corrupt=d.skip_corrupt, progress=progress and dist.is_main)
 
 
 def eval_dataset(root, scale: int = 4, name: str | None = None) -> BenchmarkDataset:

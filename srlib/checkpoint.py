@@ -16,7 +16,6 @@ from srlib.data.io import atomic_path
 from srlib.pretrained import infer_msrresnet_config, load_basicsr_msrresnet
 
 FORMAT = "srlib-checkpoint-v2"
-V1 = "srlib-checkpoint-v1"
 
 
 class CheckpointError(ValueError):
@@ -36,7 +35,7 @@ def save(state: dict, path: str | Path) -> Path:
 
 def _upgrade(state: dict) -> dict:
     """A v1 checkpoint in the v2 layout (the values are the same tensors)."""
-    if state.get("format") != V1:
+    if state.get("format") != "srlib-checkpoint-v1":
         return state
     nets = {"g": {"weights": state["model"], "optimizer": state["optimizer"],
                   "scheduler": state["scheduler"], "scaler": state["scaler"]}}
@@ -69,7 +68,6 @@ def is_safetensors(path: str | Path) -> bool:
 
 
 def training_state_format(path: Path) -> str | None:
-    """The srlib format of the training checkpoint at ``path``, or None for anything else."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
     except Exception:  # not a checkpoint at all

@@ -25,7 +25,6 @@ class LoaderParams:
 
 @dataclass
 class DatasetConfig:
-    """Training data. ``name``: t91 (shipped), folder (any HR folder), div2k, df2k."""
     root: str
     name: str = "folder"
     params: LoaderParams = field(default_factory=LoaderParams)
@@ -103,7 +102,7 @@ class Config:
 
 
 def _check(cfg: Config) -> None:
-    """Fixed choices, ranges and the solver/loss pairing; names are ``srlib.build``'s job."""
+    """Fixed choices and ranges; names and the solver/loss pairing are ``srlib.build``'s job."""
     for key, valid in (("solver", SOLVERS), ("scale", (2, 3, 4)), ("compile", COMPILE_MODES),
                        ("device", ("auto", "cpu", "cuda")),
                        ("precision", ("fp32", "bf16", "fp16"))):
@@ -113,12 +112,12 @@ def _check(cfg: Config) -> None:
     for key, low in {"epochs": 1, "iterations": 1, "save_every": 1, "log_every": 1,
                      "patch_size": 1, "dataset.params.batch_size": 1, "validation.every": 1,
                      "dataset.params.num_workers": 0, "validation.max_images": 1}.items():
-        value = _get(cfg, key)
+        value = lookup(cfg, key)
         if value is not None and value < low:
             raise ConfigError(f'key "{key}": must be >= {low}, got {value}')
     for key, high in (("max_minutes", None), ("ema_decay", 1), ("optimizer.params.lr", None),
                       ("discriminator.optimizer.params.lr", None)):
-        value = _get(cfg, key)
+        value = lookup(cfg, key)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if value is not None and not (number and 0 < value and (high is None or value < high)):
             span = f"in (0, {high})" if high else "> 0"
@@ -135,7 +134,7 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f'key "{key}": file not found: {getattr(cfg, key)}')
 
 
-def _get(node, dotted: str):
+def lookup(node, dotted: str):
     """The value at ``a.b.c`` (attributes or dict keys), None where a part is missing."""
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
@@ -172,30 +171,19 @@ def from_dict(data: dict, overrides: list[str] | None = None,
     data["loss_fn"] = _normalise_loss(data.get("loss_fn", "l1"))
     config = build(Config, data, "")
     config.loss_fn = [build(LossTerm, t, f"loss_fn[{i}]") for i, t in enumerate(config.loss_fn)]
-    _resolve_paths(config, Path(base_dir) if base_dir is not None else Path.cwd())
-    _check(config)
-    return config
-
-
-def project_dir_of(config_path: Path) -> Path:
-    """Where a config's relative paths start: the folder holding its ``configs/`` folder
-    (so ``data/T91`` means the project's data wherever you run from), else its own folder."""
-    parents = config_path.resolve().parents
-    return next((p.parent for p in parents if p.name == "configs"), parents[0])
-
-
-def _resolve_paths(config: Config, base: Path) -> None:
     if not config.logdir.strip():
         raise ConfigError('key "logdir": empty; name the folder for the run, e.g. runs/my-run')
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
     for section, key in ((config, "logdir"), (config, "checkpoint"), (config, "generator_path"),
                          (config.dataset, "root"), (config.validation, "root")):
         value = getattr(section, key, None)
         if value is not None and not Path(value).is_absolute():
             setattr(section, key, str(base / value))
+    _check(config)
+    return config
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a JSON config file; every error names the file and the key."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -207,14 +195,17 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: "
                           f"{err.msg}") from None
+    # relative paths start at the folder holding its configs/ folder (so data/T91 means the
+    # project's data wherever you run from), else at the config file's own folder
+    parents = path.resolve().parents
+    base_dir = next((p.parent for p in parents if p.name == "configs"), parents[0])
     try:
-        return from_dict(data, overrides, base_dir=project_dir_of(path))
+        return from_dict(data, overrides, base_dir)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
 
 def dumps(config: Config) -> str:
-    """The resolved config as JSON text (a run writes it as ``config.json``)."""
     return json.dumps(asdict(config), indent=2) + "\n"
 
 
@@ -241,9 +232,8 @@ def _apply_override(data: dict, item: str) -> None:
 
 
 def _default(cls, name: str) -> dict:
-    """Section ``name`` of dataclass ``cls`` as its default, so that ``--set
-    optimizer.params.lr=...`` keeps the default betas beside the new rate; {} for a section
-    without a default object (its fields' defaults then apply as usual)."""
+    """Section ``name`` of dataclass ``cls`` as its default, so that ``--set optimizer.params.lr``
+    keeps the default betas; {} for a section with no default object (then its fields' defaults)."""
     f = next((f for f in fields(cls) if f.name == name), None) if cls is not None else None
     if f is None or f.default_factory is MISSING:
         return {}

@@ -1,10 +1,7 @@
 """Where and how each process computes: its device, its precision (autocast), and torchrun's
-process group (PyTorch DDP) with no-ops for a single process. ``torchrun --nproc_per_node N -m
-srlib train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK; every rank takes its share of the same
-global batch (``data/sampler.py``), so the effective batch is ``batch_size`` whatever N is;
-only rank 0 logs, validates and saves."""
-from __future__ import annotations
-
+process group (PyTorch DDP), no-ops for one process. ``torchrun --nproc_per_node N -m srlib train``
+sets RANK, WORLD_SIZE and LOCAL_RANK; each rank takes its share of one global batch (see
+``data/sampler.py``): the batch is ``batch_size`` for any N. Only rank 0 logs, validates, saves."""
 import contextlib
 import os
 import signal
@@ -32,8 +29,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def autocast(device_type: str, precision: str):
-    """Mixed precision for forward passes (``fp16``/``bf16``; the weights stay float32), or
-    nothing for ``fp32``. Backward passes run outside it."""
+    """Mixed precision (fp16/bf16; the weights stay float32) for forward passes, not backward."""
     dtype = PRECISIONS[precision]
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
@@ -54,7 +50,6 @@ def stop_signals(stop: dict) -> Iterator[None]:
         if stop:
             raise KeyboardInterrupt
         stop.update(signum=signum, name=signal.Signals(signum).name)
-
     try:
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: signals stay with whoever has them
@@ -81,7 +76,7 @@ class DistInfo:
         return self.world_size > 1
 
     @classmethod
-    def from_environment(cls) -> DistInfo:
+    def from_environment(cls) -> "DistInfo":
         """Join the group torchrun describes (NCCL on GPUs, gloo on CPUs), if any."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
@@ -102,7 +97,6 @@ class DistInfo:
         return DistributedDataParallel(model, device_ids=[self.local_rank] if on_gpu else None)
 
     # Collectives that keep the ranks' decisions identical; every rank calls them together.
-
     def broadcast(self, value: float, device) -> float:
         """Rank 0's ``value`` on every rank (e.g. the validation PSNR only rank 0 computes)."""
         if not self.enabled:
@@ -121,11 +115,7 @@ class DistInfo:
 
     def any(self, flag: bool, device) -> bool:
         """True on every rank when ``flag`` is true on at least one (e.g. a time budget)."""
-        if not self.enabled:
-            return flag
-        t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
-        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-        return bool(t.item())
+        return self.mean([float(flag)], device)[0] > 0
 
     def stop_together(self, reason: str | None, log_point: bool, device) -> str | None:
         """Why the loop stops now (a signal, max_minutes), or None. Under DDP the ranks agree at

@@ -1,9 +1,6 @@
-"""What a run reports while it trains, and where: ``metrics.jsonl`` in the logdir (one JSON line
-per log window, validation or note, each with its wall-clock ``time``), TensorBoard events when
-the extra is installed, and what a person sees: a progress bar on a terminal, status lines
-otherwise (a log file, ``nohup``, papermill, a notebook). Only rank 0 writes or prints."""
-from __future__ import annotations
-
+"""What a run reports, and where: ``metrics.jsonl`` in the logdir (one JSON line per log window,
+validation or note, with its wall-clock ``time``), TensorBoard events when installed, a progress
+bar on a terminal, else status lines (a log file, ``nohup``, a notebook). Only rank 0 writes."""
 import json
 import math
 import os
@@ -26,8 +23,7 @@ METRICS = "metrics.jsonl"
 
 
 def _records(path: Path) -> tuple[list[dict], list[str]]:
-    """The JSON lines of ``path`` and the ones that do not parse (a write torn by a crash or a
-    full disk leaves a partial last line)."""
+    """(parsed, unparsed) JSON lines of ``path``: a crash or a full disk can tear the last one."""
     good, torn = [], []
     for line in filter(str.strip, path.read_text(encoding="utf-8", errors="replace").splitlines()):
         try:
@@ -38,8 +34,7 @@ def _records(path: Path) -> tuple[list[dict], list[str]]:
 
 
 def read(logdir) -> dict[str, list[dict]]:
-    """A run's records by kind: ``{"train", "val", "note"}``; a torn line is left out, with a
-    warning."""
+    """A run's records by kind: ``{"train", "val", "note"}``; a torn line is left out, warned."""
     path = Path(logdir) / METRICS
     if not path.is_file():
         raise FileNotFoundError(f"no {METRICS} in {logdir}: has this run been trained?")
@@ -58,28 +53,25 @@ class TrainingDiverged(RuntimeError):
 
 
 def read_back(window: list[dict], iteration: int, logdir) -> None:
-    """Turn a window's logged tensors into floats with one read-back (a GPU step never waits
-    for the host in between), and raise :class:`TrainingDiverged` at the first non-finite value
-    (``iteration``: that of the window's last entry), before anything is saved."""
+    """A window's logged tensors as floats, in one read-back (a GPU step never waits for the host
+    in between); :class:`TrainingDiverged` at the first non-finite one, before anything is saved."""
     slots = [(logs, k) for logs in window for k, v in logs.items() if torch.is_tensor(v)]
     if slots:
         values = torch.stack([logs[k].float().reshape(()) for logs, k in slots]).tolist()
         for (logs, k), value in zip(slots, values):
             logs[k] = value
-    for offset, logs in enumerate(window):
+    for step, logs in enumerate(window, start=iteration - len(window) + 1):
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
         if bad:
             last = Path(logdir) / "last.pt"
             kept = (f"the last good checkpoint {last} is intact" if last.exists() else
                     "no checkpoint had been written yet")
             raise TrainingDiverged(
-                f"loss became non-finite at iteration {iteration - len(window) + 1 + offset} "
-                f"({bad}); training stopped and {kept}. Lower the learning rate, or use "
-                "precision fp32.")
+                f"loss became non-finite at iteration {step} ({bad}); training stopped and "
+                f"{kept}. Lower the learning rate, or use precision fp32.")
 
 
 def describe(summary: dict, val_name: str = "validation") -> str:
-    """One paragraph a person reads at the end of a run."""
     lines = [f"trained {summary['iterations']} iterations in {summary['minutes']:.1f} min"
              + (" (stopped by max_minutes)" if summary.get("stopped_by_time") else ""),
              f"best {val_name} Y-PSNR: {summary['best_val_psnr_y']:.2f} dB"]
@@ -91,29 +83,28 @@ def describe(summary: dict, val_name: str = "validation") -> str:
 
 
 class Logbook:
-    """The reporting side of a run; ``enabled`` is False on every rank but 0."""
-
-    def __init__(self, logdir, total: int, dist, device, progress: bool = True,
-                 notes: list[str] = ()):
+    def __init__(self, logdir, total: int, dist, device, progress: bool, notes: list[str]):
         self.path, self.total, self.dist, self.device = Path(logdir) / METRICS, total, dist, device
         self.enabled = enabled = dist.is_main
-        # a bar only where a person watches a terminal; a redirected stdout gets status lines
         self.bar_wanted = progress and enabled and sys.stdout.isatty() and sys.stderr.isatty()
         self.notes = list(notes)  # what a person must know: said and logged when it starts
-        self.bar = self.writer = None
-        self.last_said = ""
+        self.bar, self.writer, self.last_said = None, None, ""
         if SummaryWriter is None:
             self.notes.append('TensorBoard is not installed, so this run writes no events: '
                               'pip install -e ".[tensorboard]"')
 
     def start(self, iteration: int, config_text: str, desc: str) -> None:
-        """Open the run's outputs (after the logdir was claimed): config.json, the events, the
-        bar; and say the notes."""
+        """Once the logdir is claimed: write config.json, open the events and bar, say the notes."""
         if not self.enabled:
             return
         write_text_atomic(self.path.parent / "config.json", config_text)
-        if iteration:  # resumed: drop lines written after the checkpoint (a crash leaves them)
-            self._truncate(iteration)
+        if iteration and self.path.exists():  # resumed: drop what a crash wrote after the save
+            records, torn = _records(self.path)
+            if torn:
+                self.notes.append(f"{self.path}: dropped {len(torn)} unreadable line(s) left by "
+                                  "a torn write")
+            kept = [r for r in records if r.get("iteration", 0) <= iteration]
+            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         if SummaryWriter is not None:
             self.writer = SummaryWriter(str(self.path.parent))
             self.writer.add_text("config", f"```json\n{config_text}\n```", iteration)
@@ -131,16 +122,6 @@ class Logbook:
         except OSError as err:  # a full disk: name the file (a torn line is read past later)
             raise OSError(err.errno, err.strerror, str(self.path)) from None
 
-    def _truncate(self, iteration: int) -> None:
-        if not self.path.exists():
-            return
-        records, torn = _records(self.path)
-        if torn:
-            self.notes.append(f"{self.path}: dropped {len(torn)} unreadable line(s) left by a "
-                              "torn write")
-        kept = [r for r in records if r.get("iteration", 0) <= iteration]
-        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-
     def _say(self, line: str) -> None:
         (self.bar.write if self.bar is not None else print)(line)
         sys.stdout.flush()
@@ -151,16 +132,14 @@ class Logbook:
 
     def train(self, iteration: int, window: list[dict], seconds: float, lr: float,
               deadline: float, every: int) -> None:
-        """A log window's means over the whole batch (each rank saw its share: every rank
-        calls this); a status line about 20 times a run when there is no bar (``deadline``: of
-        max_minutes on the monotonic clock, for the time left)."""
+        """A window's means over the whole batch (every rank calls this: each saw its share), and
+        some 20 status lines a run without a bar (``deadline``: max_minutes' monotonic end)."""
         means = dict(zip(window[0], self.dist.mean(
             [sum(w[k] for w in window) / len(window) for k in window[0]], self.device)))
         rate = len(window) / max(1e-9, seconds)
         if not self.enabled:
             return
-        self._append({"kind": "train", "iteration": iteration, **means, "it_per_s": rate,
-                      "lr": lr})
+        self._append({"kind": "train", "iteration": iteration, **means, "it_per_s": rate, "lr": lr})
         if self.writer is not None:
             for key, value in {**means, "lr": lr}.items():
                 self.writer.add_scalar(f"train/{key}", value, iteration)
@@ -189,10 +168,9 @@ class Logbook:
     def close(self, last_words: str = "") -> None:
         """End the bar and the events; ``last_words`` are said after the bar is gone."""
         self.last_said = last_words
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        for output in (self.bar, self.writer):
+            if output is not None:
+                output.close()
         self.bar = self.writer = None
         if last_words and self.enabled:
             self._say(last_words)

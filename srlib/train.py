@@ -5,8 +5,6 @@ G and D are each a :class:`Network`, built alike by :func:`network`; the archite
 and :func:`train` claims its logdir and fits it. The rest makes a long run safe to leave alone:
 NaN stops before a save, atomic checkpoints that resume exactly, SIGINT/SIGTERM end in a saved
 ``last.pt``, and every DDP rank decides alike."""
-from __future__ import annotations
-
 import copy
 import math
 import signal
@@ -39,8 +37,7 @@ class Network:
         return self.wrapped(x)
 
     def schedule(self, psnr: float | None = None) -> None:
-        """Step the learning-rate schedule: per-iteration ones when called without ``psnr``,
-        a plateau one (``reduce``, on validation Y-PSNR) only with it."""
+        """Step the schedule: a per-iteration one without ``psnr``, a plateau one only with it."""
         plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if self.scheduler is not None and plateau == (psnr is not None):
             self.scheduler.step(*([psnr] if plateau else []))
@@ -133,9 +130,8 @@ def make_run(cfg: config.Config, device: str | None = None, dist: DistInfo | Non
               val_set=val and build.eval_dataset(val.root, cfg.scale, val.name))
     if cfg.solver == "gan":
         run.adv_weight, run.adversarial = build.adversarial(cfg)
-        d = cfg.discriminator
-        run.d = network(build.discriminator(cfg), cfg, d.optimizer, d.scheduler,
-                        "discriminator.", device, dist, total)
+        run.d = network(build.discriminator(cfg), cfg, cfg.discriminator.optimizer,
+                        cfg.discriminator.scheduler, "discriminator.", device, dist, total)
     if cfg.checkpoint:
         checkpoint.restore(run, cfg.checkpoint)
     return run

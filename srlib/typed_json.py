@@ -1,6 +1,5 @@
-"""JSON values as the types a dataclass's fields name, and one error type for every mistake:
-the machinery under ``srlib.config``, which holds the keys themselves. Each error names the key
-(``a.b[2].c``) and says what would be valid."""
+"""JSON values as the types a dataclass's fields name, every mistake a :class:`ConfigError` naming
+the key (``a.b[2].c``): the machinery under ``srlib.config``, which holds the keys themselves."""
 import contextlib
 import difflib
 import json
@@ -13,7 +12,6 @@ from typing import Any, Union
 
 class ConfigError(ValueError):
     """A mistake in a configuration, phrased for the person who wrote it."""
-
 
 
 def build(cls, data: Any, where: str):
@@ -71,7 +69,6 @@ def coerce(value: Any, hint: Any, where: str):
 
 
 def check_choice(value: Any, valid, key: str) -> None:
-    """Refuse ``value`` unless it is one of ``valid``, listing them."""
     if value not in valid:
         names = ", ".join(v if isinstance(v, str) else json.dumps(v) for v in valid)
         raise ConfigError(f'key "{key}": unknown value {json.dumps(value)}; valid: {names}')

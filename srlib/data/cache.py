@@ -42,8 +42,7 @@ class DecodedCache:
     indices are in ``skipped`` and ``pair`` takes the indices that remain, in order."""
 
     def __init__(self, folder: Path, paths: list[tuple[Path, Path | None]], scale: int,
-                 decode: Callable[[int], tuple[np.ndarray, np.ndarray] | None],
-                 progress: bool = False):
+                 decode: Callable[[int], tuple[np.ndarray, np.ndarray] | None], progress: bool):
         files = [[p.name, p.stat().st_size, p.stat().st_mtime_ns]  # what it is made from
                  for pair in paths for p in pair if p is not None]
         key = {"version": VERSION, "scale": scale, "files": files}
@@ -52,8 +51,7 @@ class DecodedCache:
         index = _read_index(index_file, self.file, key)
         if index is None:
             try:
-                layout, skipped = self._build(len(paths), decode, progress)
-                index = {"key": key, "layout": layout, "skipped": skipped}
+                index = {"key": key, **self._build(len(paths), decode, progress)}
                 write_text_atomic(index_file, json.dumps(index))
             except OSError as err:
                 raise ConfigError(f'key "dataset.cache": cannot write the decoded images to '
@@ -62,7 +60,7 @@ class DecodedCache:
         self.skipped = set(index.get("skipped", []))
         self._mapped = None  # opened on first use in each process, never pickled
 
-    def _build(self, count: int, decode, progress: bool) -> tuple[list[list[int]], list[int]]:
+    def _build(self, count: int, decode, progress: bool) -> dict:
         """Decode every pair (a few threads: PIL releases the GIL) and append it to the file,
         16 at a time, so that memory holds a few images, never the set."""
         layout, skipped, offset = [], [], 0
@@ -82,7 +80,7 @@ class DecodedCache:
                     out.write(np.ascontiguousarray(hr).tobytes())
                     out.write(np.ascontiguousarray(lr).tobytes())
                     offset += hr.size + lr.size
-        return layout, skipped
+        return {"layout": layout, "skipped": skipped}
 
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._mapped is None:

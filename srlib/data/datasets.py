@@ -22,10 +22,9 @@ from srlib.data.io import (
 
 
 class PairedPatchDataset(Dataset):
-    """Random aligned LR/HR patches for training: item ``(k, seed)`` is a patch of image ``k``
-    cut and flipped as ``seed`` draws (see `sampler`). `cache=True` decodes the set once into
-    ``root/.srlib_cache`` (see `cache.DecodedCache`); `cache=False` decodes per item. With
-    `skip_corrupt`, an image that cannot be decoded is left out, with one warning naming it."""
+    """Random aligned LR/HR patches for training: item ``(k, seed)`` is a patch of image ``k`` cut
+    and flipped as ``seed`` draws (see `sampler`); `cache` decodes the set once into a file (see
+    `cache`). With `skip_corrupt`, an image that does not decode is left out, with a warning."""
 
     def __init__(self, root, patch_size: int = 96, scale: int = 4, augment: bool = True,
                  cache: bool = True, skip_corrupt: bool = False, progress: bool = False):
@@ -106,8 +105,7 @@ class PairedPatchDataset(Dataset):
         return len(self.paths)
 
     def pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded uint8 ``(hr, lr)`` of image ``k``: from the cache when there is one; an
-        image found corrupt (with `skip_corrupt`) is replaced by the next usable one."""
+        """Image ``k``'s decoded uint8 ``(hr, lr)``, or under `skip_corrupt` the next usable one."""
         if self._cache is not None:
             return self._cache.pair(k)
         for j in ((k + i) % len(self.paths) for i in range(len(self.paths))):

@@ -100,8 +100,7 @@ def _verify(path: Path, dest: Path, md5: str, origin: str, progress: bool) -> No
 
 def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 30,
              progress: bool = True) -> Path:
-    """Download `url` to `dest` unless a file with the right md5 is already there. Bytes go to
-    `dest.part` (a later run resumes it), renamed to `dest` only once their md5 matches."""
+    """Download `url` to `dest` (by way of `dest.part`) unless `dest` already has the md5."""
     dest = Path(dest)
     if dest.exists():  # downloaded earlier, or placed by hand
         _verify(dest, dest, md5, str(dest), progress)
@@ -147,10 +146,9 @@ def _by_hand(archive: Archive, path: Path, hr_dir: Path) -> str:
 
 def fetch_dataset(name: str, root: str | os.PathLike = "data", mirror: str | None = None,
                   timeout: float = 30, progress: bool = True) -> list[Path]:
-    """A dataset's HR image folders, made available under `root/downloads/` by the first that
-    works per archive: a folder already unpacked, an archive in `root/downloads/`, a download
-    from the catalogue URL or `mirror` + file name. After the first network failure nothing
-    more is downloaded; one DownloadError lists what is missing."""
+    """A dataset's HR image folders under `root/downloads/`, per archive from the first source that
+    works: a folder already unpacked, the archive in `root/downloads/`, a download from the
+    catalogue URL or `mirror` + file name. After a network failure nothing more is downloaded."""
     if name.lower() not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if mirror is not None and not (urllib.parse.urlparse(mirror).scheme in ("http", "https")

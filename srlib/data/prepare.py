@@ -15,14 +15,7 @@ from tqdm import tqdm
 
 from srlib.data.download import fetch_dataset
 from srlib.data.imresize import make_lr
-from srlib.data.io import (
-    ImageReadError,
-    image_size,
-    list_images,
-    load_image,
-    save_image,
-    write_text_atomic,
-)
+from srlib.data.io import image_size, list_images, load_image, save_image, write_text_atomic
 
 MANIFEST = "manifest.json"
 STARTED = ".params.json"  # the settings of a run that has not finished yet
@@ -44,34 +37,15 @@ def _crop_name(stem: str, index: int) -> str:
     return f"{stem}_s{index:03d}.png"
 
 
-def _cut_image(job: tuple) -> str | None:
-    """Write every HR crop of one image and its LR; return why the image is unreadable, if
-    so (returned, not raised: an ImageReadError does not survive the trip from a worker)."""
+def _cut_image(job: tuple) -> None:
+    """Write every HR crop of one image and its LR (in a worker process when there are several)."""
     path, stem, out_dir, crop_size, step, thresh_size, scale = job
-    try:
-        img = load_image(path)
-    except ImageReadError as e:
-        return e.reason
+    img = load_image(path)
     ys, xs = (crop_positions(n, crop_size, step, thresh_size) for n in img.shape[:2])
     for index, (y, x) in enumerate(itertools.product(ys, xs), start=1):  # row by row
         crop = np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size])
         save_image(out_dir / f"LR_x{scale}" / _crop_name(stem, index), make_lr(crop, scale)[1])
         save_image(out_dir / "HR" / _crop_name(stem, index), crop)
-    return None
-
-
-def _check_params(out_dir: Path, params: dict) -> None:
-    """Refuse to mix crops made with other settings into a folder, finished or half done."""
-    if (out_dir / MANIFEST).exists():
-        have = json.loads((out_dir / MANIFEST).read_text())["params"]
-    elif (out_dir / STARTED).exists():
-        have = json.loads((out_dir / STARTED).read_text())
-    else:
-        write_text_atomic(out_dir / STARTED, json.dumps(params) + "\n")
-        return
-    if have != params:
-        raise ValueError(f"{out_dir} holds sub-images made with {have}, not {params}. "
-                         "Delete that folder to remake it, or choose another output folder.")
 
 
 def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike],
@@ -79,8 +53,7 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
                       thresh_size: int = 0, scale: int = 4, workers: int | None = None,
                       progress: bool = True) -> Path:
     """Cut every image of `hr_folders` (one or several) into `out_dir/HR` and `LR_x<scale>` as
-    `<stem>_sNNN.png`. A re-run of a finished folder writes nothing; one after an interruption
-    cuts only the images not finished. A corrupt image raises ImageReadError naming it."""
+    `<stem>_sNNN.png`; a re-run of a finished folder writes nothing."""
     if crop_size % scale:
         raise ValueError(f"crop_size {crop_size} must be a multiple of scale {scale}")
     if isinstance(hr_folders, (str, os.PathLike)):
@@ -95,10 +68,18 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
                              f"({images[path.stem]}, {path}): their crops would collide")
     counts = {}  # from the headers alone: a re-run need not decode finished images
     for stem, path in images.items():
-        h, w = image_size(path)
-        counts[stem] = (len(crop_positions(h, crop_size, step, thresh_size))
-                        * len(crop_positions(w, crop_size, step, thresh_size)))
-    _check_params(out_dir, params)
+        ys, xs = (crop_positions(n, crop_size, step, thresh_size) for n in image_size(path))
+        counts[stem] = len(ys) * len(xs)
+    if (out_dir / MANIFEST).exists():  # crops made with other settings are never mixed in
+        have = json.loads((out_dir / MANIFEST).read_text())["params"]
+    elif (out_dir / STARTED).exists():  # an interrupted run's
+        have = json.loads((out_dir / STARTED).read_text())
+    else:
+        have = params
+        write_text_atomic(out_dir / STARTED, json.dumps(params) + "\n")
+    if have != params:
+        raise ValueError(f"{out_dir} holds sub-images made with {have}, not {params}. "
+                         "Delete that folder to remake it, or choose another output folder.")
     for folder in ("HR", f"LR_x{scale}"):
         (out_dir / folder).mkdir(exist_ok=True)
     on_disk = set(os.listdir(out_dir / "HR")) & set(os.listdir(out_dir / f"LR_x{scale}"))
@@ -110,11 +91,8 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
     pool = multiprocessing.Pool(workers) if workers > 1 else nullcontext()
     with pool, tqdm(total=len(images), initial=len(images) - len(jobs), unit="img",
                     desc="sub-images", disable=not progress) as bar:
-        results = pool.imap(_cut_image, jobs) if workers > 1 else map(_cut_image, jobs)
-        for job, reason in zip(jobs, results):
-            if reason is not None:
-                raise ImageReadError(job[0], reason)
-            bar.update(1)
+        for _ in pool.imap(_cut_image, jobs) if workers > 1 else map(_cut_image, jobs):
+            bar.update(1)  # a worker's ImageReadError is raised here, intact
 
     manifest = json.dumps({
         "format": 1, "params": params, "images": len(counts), "crops": sum(counts.values()),
@@ -127,11 +105,10 @@ def prepare_subimages(hr_folders: str | os.PathLike | Sequence[str | os.PathLike
 
 
 def prepare_dataset(name: str, root: str | os.PathLike = "data", crop_size: int = 480,
-                    step: int = 240, thresh_size: int = 0, scale: int = 4,
-                    workers: int | None = None, mirror: str | None = None,
-                    timeout: float = 30, progress: bool = True) -> Path:
+                    step: int = 240, workers: int | None = None, mirror: str | None = None,
+                    progress: bool = True) -> Path:
     """Fetch a catalogued dataset (see `fetch_dataset`) and cut it into `root/<name>/HR` and
-    `LR_x<scale>` ("df2k": DIV2K train and Flickr2K in one folder)."""
-    folders = fetch_dataset(name, root, mirror=mirror, timeout=timeout, progress=progress)
-    return prepare_subimages(folders, Path(root) / name.lower(), crop_size, step, thresh_size,
-                             scale, workers, progress)
+    `LR_x4` ("df2k": DIV2K train and Flickr2K in one folder)."""
+    folders = fetch_dataset(name, root, mirror=mirror, progress=progress)
+    return prepare_subimages(folders, Path(root) / name.lower(), crop_size, step,
+                             workers=workers, progress=progress)
