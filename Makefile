@@ -52,7 +52,7 @@ demo: $(VENV)/.srlib-notebooks
 # is installed here when missing and root; without root that test is skipped, with CI=true
 # it fails), then the notebooks through nbval.
 test: $(VENV)/.srlib-dev
-	$(PY) -m ruff check srlib tests benchmarks scripts
+	$(PY) -m ruff check srlib tests benchmarks notebooks scripts
 	bash scripts/install_browser_test_deps.sh
 	SRLIB_RUN_DIR=$$(mktemp -d) $(PY) -m pytest tests notebooks --nbval --nbval-current-env
 

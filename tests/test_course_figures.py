@@ -90,23 +90,9 @@ def bench_set():
             "SR": {"images": hr, "rows": rows}}
 
 
-def test_benchmark_grid_titles_and_zoom_that_shows_pixels(bench_set):
-    fig = figures.benchmark_grid(bench_set, ["Bicubic", "SR", "HR"], ["a", "b"])
-    assert len(fig.axes) == 6 and all(len(ax.child_axes) == 1 for ax in fig.axes)
-    assert fig.axes[1].get_title() == "SR\n30.00 dB / 0.900"
-    assert fig.axes[4].get_title() == "SR\n25.00 dB / 0.700"
-    assert fig.axes[2].get_title() == "HR"
-    fig.canvas.draw()
-    inset = fig.axes[0].child_axes[0]
-    left, right = inset.get_xlim()
-    pixels_per_pixel = inset.get_window_extent().width / (right - left)
-    assert pixels_per_pixel >= 0.8 * figures.ZOOM  # each image pixel is a visible block
-    assert inset.get_images()[0].get_interpolation() == "nearest"
-    assert fig.dpi == figures.IMAGE_DPI
-
-
 def test_save_writes_a_png_and_nothing_else(tmp_path, bench_set):
-    fig = figures.benchmark_grid(bench_set, ["SR", "HR"], ["a"])
+    fig = figures.crop_grid({m: bench_set[m]["images"] for m in ("SR", "HR")},
+                            [("a", (0, 0, 16, 16), "a corner")])
     path = figures.save(fig, tmp_path / "out" / "grid.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
@@ -126,16 +112,13 @@ def test_image_row_crops_and_patch_grid():
 def test_image_row_draws_difference_maps_on_their_own_scale_with_a_colour_bar():
     lr = _img(64, 64)
     difference = np.abs(lr.astype(int) - _img(64, 64, seed=1)).max(axis=2) // 20  # 0..12
-    fig = figures.image_row({"image": lr, "difference": difference}, zoom=(8, 8, 16, 16),
-                             panel=3.5)
+    fig = figures.image_row({"image": lr, "difference": difference}, panel=3.5)
     ax_img, ax_diff, colour_bar = fig.axes
     assert [ax.get_title() for ax in (ax_img, ax_diff)] == ["image", "difference"]
     assert ax_img.get_images()[0].get_clim() == (0, 255)
     shown = ax_diff.get_images()[0]
     assert shown.get_clim() == (0, difference.max()) and shown.get_cmap().name == "gray"
     assert colour_bar.get_ylabel() == "grey levels"
-    assert all(len(ax.child_axes) == 1 for ax in (ax_img, ax_diff))  # the zoom insets
-    assert ax_diff.child_axes[0].get_xlim() == (7.5, 23.5)
     fig.canvas.draw()
     for ax in (ax_img, ax_diff):  # every LR pixel is a visible block, even beside the bar
         assert ax.get_window_extent().width / 64 >= figures.ZOOM
@@ -143,16 +126,12 @@ def test_image_row_draws_difference_maps_on_their_own_scale_with_a_colour_bar():
     assert flat.axes[0].get_images()[0].get_clim() == (0, 1)
 
 
-def test_zoom_box_fits_an_inset_at_zoom_pixels_per_pixel():
-    img = np.full((200, 300), 128, np.uint8)
-    img[100:140, 200:240] = _img(40, 40)[..., 0]
-    top, left, h, w = figures.zoom_box(img, panel=3.0)
-    assert h == w == int(figures.INSET * 3.0 * figures.IMAGE_DPI * 200 / 300 / figures.ZOOM)
-    assert 100 - 8 <= top <= 140 and 200 - 8 <= left <= 240
-
-
-def test_colour_bars_draw_each_shift():
-    shifts = {"Bicubic": {"R": 0.0, "G": 0.1, "B": -0.1}, "SRGAN": {"R": 5.0, "G": -2, "B": 1}}
-    fig = figures.colour_shift_bars(shifts, title="t")
-    heights = sorted(p.get_height() for p in fig.axes[0].patches)
-    assert heights == sorted([0.0, 0.1, -0.1, 5.0, -2, 1])
+def test_crop_grid_draws_each_crop_pixel_by_pixel_without_covering_it(bench_set):
+    """No inset: each crop is its own panel, so nothing hides the region it enlarges."""
+    crops = [("a", (8, 8, 24, 24), "texture"), ("b", (0, 16, 24, 24), "edge")]
+    fig = figures.crop_grid({m: bench_set[m]["images"] for m in ("Bicubic", "SR", "HR")}, crops)
+    assert len(fig.axes) == 6 and not any(ax.child_axes for ax in fig.axes)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["Bicubic", "SR", "HR"]
+    shown = fig.axes[4].get_images()[0]
+    assert np.array_equal(shown.get_array(), bench_set["SR"]["images"]["b"][0:24, 16:40])
+    assert shown.get_interpolation() == "nearest" and fig.axes[3].get_ylabel() == "b\nedge"

@@ -14,7 +14,6 @@ from srlib.data.io import atomic_path
 Box = tuple[int, int, int, int]  # (top, left, height, width) in pixels
 IMAGE_DPI = 100  # figure pixels per inch of image figures
 ZOOM = 4  # figure pixels per image pixel in a zoomed crop
-INSET = 0.46  # side of a zoom inset, as a fraction of its panel
 
 
 def notebook_style() -> None:
@@ -104,16 +103,6 @@ def _show(ax, img, title: str = "", vmax: float = 255):
     return shown
 
 
-def _inset(ax, img, box: Box) -> None:
-    """A yellow-framed inset in the lower right of ``ax``: the ``box`` of ``img``, enlarged."""
-    top, left, h, w = box
-    inset = ax.inset_axes([1 - INSET, 0.0, INSET, INSET])
-    _show(inset, img)
-    inset.set(xlim=(left - 0.5, left + w - 0.5), ylim=(top + h - 0.5, top - 0.5))
-    inset.spines[:].set(edgecolor="yellow", linewidth=1.5)
-    ax.indicate_inset_zoom(inset, edgecolor="yellow", alpha=0.9)
-
-
 def detail_box(img: np.ndarray, size: int = 48, stride: int = 8) -> Box:
     """The ``size`` x ``size`` window with the most fine detail (gradient energy) in ``img``:
     where images have texture and edges is where SR methods differ most."""
@@ -131,37 +120,10 @@ def detail_box(img: np.ndarray, size: int = 48, stride: int = 8) -> Box:
     return int(top) * stride, int(left) * stride, size, size
 
 
-def zoom_box(img: np.ndarray, panel: float = 3.0) -> Box:
-    """The most detailed window of ``img`` an inset of a ``panel``-inch panel shows at ``ZOOM``."""
-    h, w = np.shape(img)[:2]
-    return detail_box(img, int(INSET * panel * IMAGE_DPI * min(h, w) / max(h, w) / ZOOM))
-
-
-def benchmark_grid(bench_set: Mapping, methods: Sequence[str], names: Sequence[str],
-                   panel: float = 3.0):
-    """Rows = images, columns = methods of one :func:`course.measure.benchmark` set, with
-    Y-PSNR / SSIM per image under each title. Each panel has an inset (yellow) that enlarges
-    the most detailed window of the HR image to ``ZOOM`` figure pixels per image pixel."""
-    fig, axes = plt.subplots(len(names), len(methods), squeeze=False, dpi=IMAGE_DPI,
-                             figsize=(panel * len(methods), panel * len(names)))
-    for r, name in enumerate(names):
-        box = zoom_box(bench_set["HR"]["images"][name], panel)
-        for c, method in enumerate(methods):
-            ax, img = axes[r, c], bench_set[method]["images"][name]
-            scores = [row for row in bench_set[method].get("rows", []) if row["name"] == name]
-            _show(ax, img, method + "".join(f"\n{s['psnr_y']:.2f} dB / {s['ssim_y']:.3f}"
-                                            for s in scores))
-            _inset(ax, img, box)
-        axes[r, 0].set_ylabel(name)
-    fig.tight_layout()
-    return fig
-
-
-def image_row(images: Mapping[str, np.ndarray], box: Box | None = None,
-              zoom: Box | None = None, panel: float = 3.0):
+def image_row(images: Mapping[str, np.ndarray], box: Box | None = None, panel: float = 3.0):
     """Images side by side under their titles, drawn pixel by pixel: uint8 ones on 0-255, any
     other 2-D array (a difference map) in grey from 0 to its maximum, with a colour bar. With
-    ``box``, only that crop is drawn; with ``zoom``, an inset enlarges that window."""
+    ``box``, only that crop is drawn."""
     fig, axes = plt.subplots(1, len(images), figsize=(panel * len(images), panel),
                              squeeze=False, dpi=IMAGE_DPI)
     for ax, (title, img) in zip(axes[0], images.items()):
@@ -172,8 +134,6 @@ def image_row(images: Mapping[str, np.ndarray], box: Box | None = None,
         shown = _show(ax, img, title, 255 if img.dtype == np.uint8 else max(img.max(), 1))
         if img.dtype != np.uint8:
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label="grey levels")
-        if zoom is not None:
-            _inset(ax, img, zoom)
     fig.tight_layout()
     return fig
 
@@ -185,24 +145,6 @@ def patch_grid(pairs: Sequence[tuple[np.ndarray, np.ndarray]], panel: float = 1.
     for c, (lr, hr) in enumerate(pairs):
         _show(axes[0, c], lr, f"LR {lr.shape[1]}x{lr.shape[0]}")
         _show(axes[1, c], hr, f"HR {hr.shape[1]}x{hr.shape[0]}")
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------- colour and quality
-
-def colour_shift_bars(shifts: Mapping[str, Mapping[str, float]], title: str = ""):
-    """Grouped bars of ``{method: {"R", "G", "B"}}``: mean SR - HR per channel (0-255)."""
-    methods = list(shifts)
-    fig, ax = plt.subplots(figsize=(1.6 * len(methods) + 2.5, 3.2))
-    for k, (channel, colour) in enumerate(zip("RGB", ("tab:red", "tab:green", "tab:blue"))):
-        ax.bar(np.arange(len(methods)) + (k - 1) * 0.8 / 3, [shifts[m][channel] for m in methods],
-               0.8 / 3, color=colour, label=channel)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(np.arange(len(methods)), methods)
-    ax.set(ylabel="mean SR - HR (0-255)", title=title)
-    ax.legend(ncol=3)
-    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
 
